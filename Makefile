@@ -1,0 +1,51 @@
+# Spinal-metastasis CT services: setup, demo, tests, lint.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+TRITON_VENV := .venv-triton
+PY := $(VENV)/bin/python
+APT_PACKAGES := dcmtk orthanc dicom3tools poppler-utils
+STAMP := $(VENV)/.stamp
+
+.PHONY: setup demo test lint proto clean apt
+
+setup: $(STAMP) $(TRITON_VENV)/.stamp proto
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "note: Debian packages$$missing not installed (no root); tests that need them are skipped"; fi; fi
+
+$(STAMP): requirements/*.txt pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements/dev.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+$(TRITON_VENV)/.stamp: requirements/triton.txt
+	test -d $(TRITON_VENV) || $(PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/python -m pip install -q --upgrade pip
+	$(TRITON_VENV)/bin/python -m pip install -q -r requirements/triton.txt
+	touch $@
+
+proto: $(STAMP)
+	mkdir -p libs/spinemets/spinemets/v1
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=libs/spinemets --pyi_out=libs/spinemets \
+	  --grpc_python_out=libs/spinemets proto/spinemets/v1/*.proto
+	touch libs/spinemets/spinemets/v1/__init__.py
+
+demo: apt setup
+	$(PY) -m stack demo
+
+test: apt setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy libs services tools
+
+clean:
+	rm -rf .demo .work build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,41 @@
+"""Coded concepts: standard DICOM / SNOMED concepts used in SR and SEG, and the private scheme.
+
+Concepts without a standard code (lesion types, vBMD, strength, load, factor of risk, SINS)
+use the project's private coding scheme ``99SPMETS``, defined here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Coding Scheme Designator of the project's private scheme (PS3.16 8.2: "99" prefix).
+PRIVATE_DESIGNATOR = "99SPMETS"
+
+
+@dataclass(frozen=True)
+class Code:
+    """A coded concept: code value, coding scheme designator, code meaning."""
+
+    value: str
+    scheme: str
+    meaning: str
+
+
+#: The private scheme, one table. Keys are stable identifiers used in the code.
+PRIVATE_SCHEME: dict[str, Code] = {
+    key: Code(value, PRIVATE_DESIGNATOR, meaning)
+    for key, value, meaning in (
+        ("lesion_lytic", "L-001", "Lytic"),
+        ("lesion_blastic", "L-002", "Blastic"),
+        ("lesion_mixed", "L-003", "Mixed lytic and blastic"),
+        ("algorithm_demo", "A-001", "Phantom-trained demo model, not for clinical use"),
+    )
+}
+
+# Standard concepts of TID 1500 (PS3.16) used by the SR writer.
+VOLUME = Code("118565006", "SCT", "Volume")
+ATTENUATION_COEFFICIENT = Code("112031", "DCM", "Attenuation Coefficient")
+MEAN = Code("373098007", "SCT", "Mean")
+FINDING_SITE = Code("363698007", "SCT", "Finding Site")
+VERTEBRA = Code("51282000", "SCT", "Vertebra")
+MEASUREMENT_METHOD = Code("370129005", "SCT", "Measurement Method")

@@ -1,0 +1,183 @@
+"""gRPC helpers: servers with the standard health service and SIGTERM drain, channels with
+sane options, chunked streaming of arrays, and the one place errors map to gRPC status.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent import futures
+from typing import Any, Protocol, TypeVar
+
+import grpc
+import numpy as np
+import numpy.typing as npt
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from spinemets.errors import InputError, ModelError, SpineMetsError
+from spinemets.geometry import Geometry
+from spinemets.v1 import volume_pb2
+
+log = logging.getLogger(__name__)
+
+#: Bytes per streamed chunk: well below gRPC's default 4 MiB message limit.
+CHUNK_BYTES = 1 << 20
+
+CHANNEL_OPTIONS = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+Response = TypeVar("Response")
+
+
+class Server:
+    """A gRPC server with ``grpc.health.v1`` that drains in-flight calls on SIGTERM."""
+
+    def __init__(self, name: str, address: str, workers: int = 8) -> None:
+        self.name = name
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
+                                   options=CHANNEL_OPTIONS)
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        self.port = self._server.add_insecure_port(address)
+        if self.port == 0:
+            raise SpineMetsError(f"{name}: cannot bind gRPC address {address}")
+        self._stopped = threading.Event()
+
+    def add(self, register: Callable[[Any, grpc.Server], None], servicer: Any) -> None:
+        """Register a servicer (``add_XServicer_to_server``, servicer instance)."""
+        register(servicer, self._server)
+
+    def set_serving(self, serving: bool, service: str = "") -> None:
+        status = (health_pb2.HealthCheckResponse.SERVING if serving
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.health.set(service, status)
+
+    def start(self) -> None:
+        self._server.start()
+        log.info("%s listening", self.name, extra={"fields": {"port": self.port}})
+
+    def stop(self, grace: float = 30.0) -> None:
+        """Stop accepting calls, mark NOT_SERVING, let in-flight calls finish within ``grace``."""
+        self.set_serving(False)
+        self._server.stop(grace).wait()
+        self._stopped.set()
+
+    def serve_until_signal(self, grace: float = 30.0) -> None:
+        """Block until SIGTERM/SIGINT, then drain."""
+        def handle(signum: int, _frame: object) -> None:
+            log.info("%s: signal %d, draining", self.name, signum)
+            threading.Thread(target=self.stop, args=(grace,), daemon=True).start()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+        self._stopped.wait()
+
+
+def channel(address: str) -> grpc.Channel:
+    """An insecure channel with keep-alive options (the cluster network is the trust boundary)."""
+    return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+
+
+def wait_healthy(address: str, timeout: float) -> bool:
+    """True once the server at ``address`` reports SERVING within ``timeout`` seconds."""
+    with channel(address) as ch:
+        try:
+            grpc.channel_ready_future(ch).result(timeout=timeout)
+            reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(),
+                                                         timeout=timeout)
+        except (grpc.FutureTimeoutError, grpc.RpcError):
+            return False
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+class _Context(Protocol):
+    def abort(self, code: grpc.StatusCode, details: str) -> None: ...
+
+
+def abort_with(context: _Context, exc: Exception) -> None:
+    """The one mapping from project errors to gRPC status codes; the reason leads the details."""
+    if isinstance(exc, InputError):
+        code = grpc.StatusCode.INVALID_ARGUMENT
+    elif isinstance(exc, ModelError):
+        code = grpc.StatusCode.UNAVAILABLE
+    elif isinstance(exc, FileNotFoundError | KeyError):
+        code = grpc.StatusCode.NOT_FOUND
+    else:
+        code = grpc.StatusCode.INTERNAL
+    reason = getattr(exc, "reason", type(exc).__name__)
+    context.abort(code, f"{reason}: {exc}")
+
+
+def guarded(method: Callable[..., Response]) -> Callable[..., Response]:
+    """Decorate a servicer method so that exceptions become gRPC status via :func:`abort_with`."""
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Response:
+        try:
+            return method(self, request, context)
+        except Exception as exc:
+            if isinstance(exc, SpineMetsError):
+                log.warning("%s failed: %s", method.__name__, exc)
+            else:
+                log.exception("%s failed", method.__name__)
+            abort_with(context, exc)
+            raise  # unreachable: abort raises
+
+    wrapper.__name__ = method.__name__
+    wrapper.__doc__ = method.__doc__
+    return wrapper
+
+
+def error_reason(error: grpc.RpcError) -> str:
+    """The project reason carried in a failed call's details ("reason: message")."""
+    details = error.details() if hasattr(error, "details") else str(error)
+    return str(details or "").split(":", 1)[0] or "rpc-error"
+
+
+def is_permanent(error: grpc.RpcError) -> bool:
+    """Errors that retrying cannot fix: bad input, missing data."""
+    return error.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
+                            grpc.StatusCode.FAILED_PRECONDITION)
+
+
+# --- geometry and arrays on the wire -------------------------------------------------------
+
+def geometry_to_proto(geometry: Geometry) -> volume_pb2.Geometry:
+    return volume_pb2.Geometry(
+        size=list(geometry.size), spacing=list(geometry.spacing), origin=list(geometry.origin),
+        direction=[float(v) for v in geometry.direction.T.ravel()],
+    )
+
+
+def geometry_from_proto(msg: volume_pb2.Geometry) -> Geometry:
+    size = tuple(int(v) for v in msg.size)
+    spacing = tuple(float(v) for v in msg.spacing)
+    origin = tuple(float(v) for v in msg.origin)
+    if len(size) != 3 or len(spacing) != 3 or len(origin) != 3 or len(msg.direction) != 9:
+        raise InputError("geometry message is incomplete", reason="bad-geometry-message")
+    direction = np.asarray(msg.direction, dtype=np.float64).reshape(3, 3).T
+    return Geometry((size[0], size[1], size[2]), (spacing[0], spacing[1], spacing[2]),
+                    (origin[0], origin[1], origin[2]), direction)
+
+
+def array_chunks(array: npt.NDArray[Any]) -> Iterator[bytes]:
+    """The array's bytes (C order, little endian) in chunks of :data:`CHUNK_BYTES`."""
+    data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+    for start in range(0, max(len(data), 1), CHUNK_BYTES):
+        yield data[start:start + CHUNK_BYTES]
+
+
+def array_from_chunks(parts: Iterable[bytes], dtype: str,
+                      geometry: Geometry) -> npt.NDArray[Any]:
+    """Rebuild a ``[slice, row, column]`` array from streamed bytes; checks the byte count."""
+    data = b"".join(parts)
+    columns, rows, slices = geometry.size
+    expected = columns * rows * slices * np.dtype(dtype).itemsize
+    if len(data) != expected:
+        raise InputError(f"streamed array has {len(data)} bytes, expected {expected}",
+                         reason="truncated-stream")
+    return np.frombuffer(data, dtype=dtype).reshape(slices, rows, columns).copy()

@@ -1,0 +1,73 @@
+"""Structured JSON logs with job and series identifiers; one function configures them.
+
+Modules log with ``logging.getLogger(__name__)``. :func:`context` binds identifiers (job id,
+series UID) to everything logged inside it. Patient names and IDs must never be passed to a
+logger; use :func:`spinemets.phi.patient_key`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+_CONTEXT: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("log_context", default={})  # noqa: B039
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, service, logger, message, context, extras."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "service": self.service,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update(_CONTEXT.get())
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure(service: str, level: str = "INFO", file: Path | None = None) -> None:
+    """Send the root logger's records as JSON lines to stderr (or ``file``)."""
+    handler: logging.Handler = (
+        logging.FileHandler(file) if file is not None else logging.StreamHandler(sys.stderr)
+    )
+    handler.setFormatter(JsonFormatter(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("pynetdicom", "grpc"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+@contextlib.contextmanager
+def context(**identifiers: str) -> Iterator[None]:
+    """Attach identifiers (e.g. ``job="12"``, ``series="1.2.3"``) to every record logged inside."""
+    token = _CONTEXT.set({**_CONTEXT.get(), **identifiers})
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+def fields(**values: Any) -> dict[str, Any]:
+    """Structured extras for one record: ``log.info("done", extra=fields(ms=12))``."""
+    return {"fields": values}

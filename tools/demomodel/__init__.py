@@ -1,0 +1,1 @@
+"""demomodel package."""
