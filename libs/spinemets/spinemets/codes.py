@@ -39,3 +39,10 @@ MEAN = Code("373098007", "SCT", "Mean")
 FINDING_SITE = Code("363698007", "SCT", "Finding Site")
 VERTEBRA = Code("51282000", "SCT", "Vertebra")
 MEASUREMENT_METHOD = Code("370129005", "SCT", "Measurement Method")
+
+# Standard concepts of the SEG and SR writers (PS3.16 CID 7162, CID 100, CID 270; UCUM units).
+ARTIFICIAL_INTELLIGENCE = Code("123110", "DCM", "Artificial Intelligence")
+CT_UNSPECIFIED_BODY_REGION = Code("25045-6", "LN", "CT unspecified body region")
+DEVICE = Code("121007", "DCM", "Device")
+MILLILITER = Code("ml", "UCUM", "milliliter")
+HOUNSFIELD_UNIT = Code("[hnsf'U]", "UCUM", "Hounsfield unit")

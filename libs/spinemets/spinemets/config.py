@@ -10,12 +10,13 @@ its own pydantic model and refuses to start on a bad value, naming it.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from spinemets.errors import ConfigError
 
@@ -82,3 +83,18 @@ def load_section(model: type[Model], section: str, raw: Mapping[str, Any]) -> Mo
             for err in exc.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+_AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5 AE VR: no backslash or controls
+
+
+def _ae_title(value: str) -> str:
+    if not _AE_TITLE.match(value) or not value.strip():
+        raise ValueError("an AE title has 1-16 printable characters, no backslash, not all spaces")
+    return value.strip()
+
+
+#: A DICOM Application Entity title, validated (PS3.5 AE value representation).
+AETitle = Annotated[str, AfterValidator(_ae_title)]
+#: A TCP port; 0 binds any free port (tests).
+Port = Annotated[int, Field(ge=0, le=65535)]

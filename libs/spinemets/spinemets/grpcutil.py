@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from spinemets.errors import InputError, ModelError, SpineMetsError
+from spinemets.errors import DeliveryError, InputError, ModelError, SpineMetsError
 from spinemets.geometry import Geometry
 from spinemets.v1 import volume_pb2
 
@@ -104,7 +104,7 @@ def abort_with(context: _Context, exc: Exception) -> None:
     """The one mapping from project errors to gRPC status codes; the reason leads the details."""
     if isinstance(exc, InputError):
         code = grpc.StatusCode.INVALID_ARGUMENT
-    elif isinstance(exc, ModelError):
+    elif isinstance(exc, ModelError | DeliveryError):
         code = grpc.StatusCode.UNAVAILABLE
     elif isinstance(exc, FileNotFoundError | KeyError):
         code = grpc.StatusCode.NOT_FOUND

@@ -37,6 +37,8 @@ class LabelMap:
     labels: dict[int, str]  # value in this map -> catalogue name
     model_name: str
     model_version: str
+    #: Produced by a phantom-trained demo model: every result derived from it says so.
+    demo: bool = False
 
     def __post_init__(self) -> None:
         columns, rows, slices = self.geometry.size
@@ -60,6 +62,7 @@ def to_chunks(label_map: LabelMap) -> Iterator[volume_pb2.LabelMapChunk]:
         labels={int(k): v for k, v in label_map.labels.items()},
         model_name=label_map.model_name,
         model_version=label_map.model_version,
+        demo=label_map.demo,
     )
     for n, data in enumerate(array_chunks(label_map.array)):
         yield volume_pb2.LabelMapChunk(header=header if n == 0 else None, data=data)
@@ -77,7 +80,7 @@ def from_chunks(chunks: Iterable[volume_pb2.LabelMapChunk]) -> list[LabelMap]:
         geometry = geometry_from_proto(header.geometry)
         array = array_from_chunks(parts, header.dtype, geometry)
         maps.append(LabelMap(array, geometry, dict(header.labels), header.model_name,
-                             header.model_version))
+                             header.model_version, header.demo))
 
     for chunk in chunks:
         if chunk.HasField("header"):
@@ -99,6 +102,7 @@ def save(label_map: LabelMap, path: Path) -> None:
         "direction": label_map.geometry.direction.tolist(),
         "labels": {str(k): v for k, v in label_map.labels.items()},
         "model_name": label_map.model_name, "model_version": label_map.model_version,
+        "demo": label_map.demo,
     }
     tmp = path.with_suffix(".tmp")
     with open(tmp, "wb") as fh:
@@ -116,4 +120,4 @@ def load(path: Path) -> LabelMap:
     geometry = Geometry(tuple(meta["size"]), tuple(meta["spacing"]), tuple(meta["origin"]),
                         np.asarray(meta["direction"], dtype=np.float64))
     return LabelMap(array, geometry, {int(k): v for k, v in meta["labels"].items()},
-                    meta["model_name"], meta["model_version"])
+                    meta["model_name"], meta["model_version"], bool(meta.get("demo", False)))

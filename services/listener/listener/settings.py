@@ -1,0 +1,134 @@
+"""Settings of the listener (section ``listener`` of config/spinemets.yaml), validated at start-up."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, IPvAnyNetwork, model_validator
+from pydicom.uid import UID
+
+from spinemets.config import Section
+
+_AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5 AE VR: no backslash or controls
+_ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
+
+
+def _ae_title(value: str) -> str:
+    if not _AE_TITLE.match(value) or not value.strip():
+        raise ValueError("an AE title has 1-16 printable characters, no backslash, not all spaces")
+    return value.strip()
+
+
+def _address(value: str) -> str:
+    match = _ADDRESS.match(value)
+    if not match or not 0 < int(match.group(2)) < 65536:
+        raise ValueError("expected host:port with a port in 1-65535")
+    return value
+
+
+def _regex(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+    return value
+
+
+def _uid(value: str) -> str:
+    if not UID(value).is_valid:
+        raise ValueError(f"{value!r} is not a valid UID")
+    return value
+
+
+AETitle = Annotated[str, AfterValidator(_ae_title)]
+Address = Annotated[str, AfterValidator(_address)]
+Port = Annotated[int, Field(ge=0, le=65535)]  # 0: any free port (tests)
+
+
+class Caller(Section):
+    """A sender allowed to associate: its calling AE title and, optionally, its addresses."""
+
+    ae_title: AETitle
+    #: Addresses or networks (CIDR) the caller may connect from; ``None``: any address.
+    hosts: tuple[IPvAnyNetwork, ...] | None = None
+
+
+class Rule(Section):
+    """A routing rule: which series get which pipeline."""
+
+    name: str = Field(min_length=1, max_length=64)
+    modality: str = "CT"
+    #: Regular expression searched (case-insensitive) in the Series Description; ``None``: any.
+    series_description: Annotated[str | None, AfterValidator(_regex)] = None
+    min_slices: int = Field(1, ge=1)
+    #: Model roles the segmenter runs for this series.
+    roles: tuple[str, ...] = ("vertebrae",)
+
+
+class RetryPolicy(Section):
+    """Retries of a failed step: delay = min(max_delay_s, base_delay_s * factor**n), jittered."""
+
+    max_attempts: int = Field(6, ge=1)
+    base_delay_s: float = Field(2.0, gt=0)
+    max_delay_s: float = Field(300.0, gt=0)
+    factor: float = Field(2.0, ge=1)
+
+
+class Timeouts(Section):
+    """Deadline of each downstream call, seconds."""
+
+    segment_s: float = Field(1800.0, gt=0)
+    pair_s: float = Field(120.0, gt=0)
+    assess_s: float = Field(600.0, gt=0)
+    deliver_s: float = Field(600.0, gt=0)
+
+
+class Settings(Section):
+    """The listener's settings; see config/spinemets.yaml for documented defaults."""
+
+    ae_title: AETitle = "SPINEMETS"
+    host: str = "0.0.0.0"
+    port: Port = 11112
+    allowed_callers: tuple[Caller, ...] = ()
+    #: Accept associations from any calling AE title and address (demo only).
+    allow_any_caller: bool = False
+    #: Further storage SOP classes accepted (C-STORE success) and discarded, e.g. scout images.
+    ignored_sop_classes: tuple[Annotated[str, AfterValidator(_uid)], ...] = ()
+    #: Spool, quarantine, job files and job database; default ``<common.data_dir>/listener``.
+    state_dir: Path | None = None
+    #: A series without new instances for this long is complete.
+    completion_idle_s: float = Field(10.0, gt=0)
+    rules: tuple[Rule, ...] = (Rule(name="ct-spine", min_slices=20),)
+    grpc_host: str = "0.0.0.0"
+    grpc_port: Port = 50051
+    #: Address other services use to reach the data service; default 127.0.0.1:<grpc_port>.
+    advertise_address: Address | None = None
+    segmenter: Address = "127.0.0.1:50052"
+    registrar: Address = "127.0.0.1:50053"
+    risk: Address = "127.0.0.1:50054"
+    retry: RetryPolicy = RetryPolicy()
+    timeouts: Timeouts = Timeouts()
+    runner_workers: int = Field(1, ge=1, le=16)
+    #: How often the completion timer and the job runner look for work, seconds.
+    poll_interval_s: float = Field(0.5, gt=0, le=60)
+    #: On SIGTERM, how long running associations and gRPC calls may take to finish, seconds.
+    drain_s: float = Field(30.0, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if not self.allow_any_caller and not self.allowed_callers:
+            raise ValueError("allowed_callers is empty and allow_any_caller is false: "
+                             "every association would be rejected")
+        names = [rule.name for rule in self.rules]
+        if len(set(names)) != len(names):
+            raise ValueError(f"routing rule names must be unique: {names}")
+        return self
+
+    def state_path(self, data_dir: Path) -> Path:
+        return self.state_dir if self.state_dir is not None else data_dir / "listener"
+
+    def data_service_address(self, bound_port: int) -> str:
+        return self.advertise_address or f"127.0.0.1:{bound_port}"

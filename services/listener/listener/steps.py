@@ -1,0 +1,130 @@
+"""The pipeline steps of a job, one downstream call each: Segment, Pair, Assess, Deliver.
+
+Each step reads what earlier steps left (label maps in the job directory, the prior in the job
+row) and returns what the runner commits. gRPC errors propagate; the runner classifies them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from google.protobuf import json_format
+
+from listener.db import Job, Prior, Series
+from listener.settings import Settings
+from spinemets import grpcutil, labelmaps
+from spinemets.errors import DeliveryError, SpineMetsError
+from spinemets.v1 import (
+    registrar_pb2,
+    registrar_pb2_grpc,
+    risk_pb2,
+    risk_pb2_grpc,
+    segmenter_pb2,
+    segmenter_pb2_grpc,
+    volume_pb2,
+)
+
+LABEL_MAP_GLOB = "labelmap-*.npz"
+ASSESSMENT_FILE = "assessment.json"
+DELIVERIES_FILE = "deliveries.json"
+
+
+class Peers:
+    """Stubs of the downstream services, the deadlines, and our own data-service address."""
+
+    def __init__(self, settings: Settings, data_service: str) -> None:
+        self._channels = [grpcutil.channel(a)
+                          for a in (settings.segmenter, settings.registrar, settings.risk)]
+        self.segmenter = segmenter_pb2_grpc.SegmenterServiceStub(self._channels[0])
+        self.registrar = registrar_pb2_grpc.RegistrarServiceStub(self._channels[1])
+        self.risk = risk_pb2_grpc.RiskServiceStub(self._channels[2])
+        self.timeouts = settings.timeouts
+        self.data_service = data_service
+
+    def close(self) -> None:
+        for ch in self._channels:
+            ch.close()
+
+
+def series_ref(job: Job) -> volume_pb2.SeriesRef:
+    return volume_pb2.SeriesRef(study_instance_uid=job.study_uid,
+                                series_instance_uid=job.series_uid)
+
+
+def segment(peers: Peers, job: Job, job_dir: Path) -> int:
+    """Segment the series; the label maps are saved into the job directory. Returns their count."""
+    request = segmenter_pb2.SegmentRequest(series=series_ref(job), roles=list(job.roles),
+                                           data_service=peers.data_service)
+    maps = labelmaps.from_chunks(peers.segmenter.Segment(request,
+                                                         timeout=peers.timeouts.segment_s))
+    if not maps:
+        raise SpineMetsError("the segmenter returned no label map", reason="no-label-maps")
+    for old in job_dir.glob(LABEL_MAP_GLOB):
+        old.unlink()
+    for n, label_map in enumerate(maps):
+        labelmaps.save(label_map, job_dir / f"labelmap-{n:02d}.npz")
+    return len(maps)
+
+
+@dataclass(frozen=True)
+class Pairing:
+    has_prior: bool
+    prior: Prior | None
+
+
+def pair(peers: Peers, job: Job, series: Series) -> Pairing:
+    """Record the study at the registrar and learn its prior study, if any."""
+    reply = peers.registrar.Pair(
+        registrar_pb2.PairRequest(series=series_ref(job), patient_key=series.patient_key,
+                                  study_date=series.study_date, study_time=series.study_time),
+        timeout=peers.timeouts.pair_s)
+    if not reply.has_prior:
+        return Pairing(False, None)
+    return Pairing(True, Prior(reply.prior.study_instance_uid, reply.prior.series_instance_uid,
+                               reply.prior_study_date))
+
+
+def _assess_stream(peers: Peers, job: Job, paths: list[Path]) -> Iterator[risk_pb2.AssessChunk]:
+    header = risk_pb2.AssessHeader(series=series_ref(job), data_service=peers.data_service,
+                                   has_prior=bool(job.has_prior), label_map_count=len(paths))
+    if job.prior is not None:
+        header.prior.CopyFrom(volume_pb2.SeriesRef(study_instance_uid=job.prior.study_uid,
+                                                   series_instance_uid=job.prior.series_uid))
+    yield risk_pb2.AssessChunk(header=header)
+    for path in paths:
+        for chunk in labelmaps.to_chunks(labelmaps.load(path)):
+            yield risk_pb2.AssessChunk(label_map=chunk)
+
+
+def assess(peers: Peers, job: Job, job_dir: Path) -> risk_pb2.AssessResponse:
+    """Send the label maps to the risk service; its answer is kept as ``assessment.json``."""
+    paths = sorted(job_dir.glob(LABEL_MAP_GLOB))
+    if not paths:
+        raise SpineMetsError("no label maps in the job directory", reason="no-label-maps")
+    reply: risk_pb2.AssessResponse = peers.risk.Assess(_assess_stream(peers, job, paths),
+                                                       timeout=peers.timeouts.assess_s)
+    (job_dir / ASSESSMENT_FILE).write_text(json_format.MessageToJson(reply))
+    return reply
+
+
+def deliver(peers: Peers, job: Job, job_dir: Path) -> risk_pb2.DeliverResponse:
+    """Have the risk service send the result objects (answer kept as ``deliveries.json``);
+    any failed C-STORE is a retryable error."""
+    reply: risk_pb2.DeliverResponse = peers.risk.Deliver(series_ref(job),
+                                                         timeout=peers.timeouts.deliver_s)
+    (job_dir / DELIVERIES_FILE).write_text(json_format.MessageToJson(reply))
+    failed = [d for d in reply.deliveries if d.status != 0]
+    if failed:
+        raise DeliveryError(
+            "; ".join(f"{d.destination}: status 0x{d.status:04X}" for d in failed),
+            reason="delivery-failed")
+    return reply
+
+
+def describe(error: grpc.RpcError) -> str:
+    """``"<reason>: <message>"`` from a failed call (the project's convention for details)."""
+    details = str(error.details() or "") if hasattr(error, "details") else str(error)
+    return details if ": " in details else f"{error.code().name.lower()}: {details}"

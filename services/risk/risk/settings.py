@@ -1,0 +1,60 @@
+"""Settings of the risk service (section ``risk`` of config/spinemets.yaml), checked at start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from spinemets import __version__
+from spinemets.config import AETitle, Port, Section
+
+
+class Destination(Section):
+    """A DICOM node that receives the result objects by C-STORE."""
+
+    ae_title: AETitle
+    host: str = Field(min_length=1)
+    port: Port = Field(gt=0)
+
+    @property
+    def key(self) -> str:
+        """How the destination is named in delivery records and responses."""
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+class Equipment(Section):
+    """General Equipment of the result objects (PS3.3 C.7.5.1)."""
+
+    manufacturer: str = Field(default="SpineMets project", max_length=64)
+    model_name: str = Field(default="spinemets-risk", max_length=64)
+    software_version: str = Field(default=__version__, max_length=64)
+    device_serial_number: str = Field(default="1", min_length=1, max_length=64)
+
+
+class Settings(Section):
+    """The risk service's settings; see config/spinemets.yaml for documented defaults."""
+
+    grpc_host: str = "0.0.0.0"
+    grpc_port: Port = 50054
+    #: Result objects waiting for (or done with) delivery; default ``<common.data_dir>/risk``.
+    outbox_dir: Path | None = None
+    destinations: tuple[Destination, ...] = Field(
+        (Destination(ae_title="PACS", host="127.0.0.1", port=11113),), min_length=1)
+    #: Our calling AE title for C-STORE.
+    ae_title: AETitle = "SPINEMETS_RISK"
+    #: C-STORE attempts per destination within one Deliver call; the listener retries the call.
+    delivery_attempts: int = Field(3, ge=1, le=10)
+    #: Wait before the second attempt, doubled before each further one, seconds.
+    delivery_backoff_s: float = Field(2.0, ge=0, le=60)
+    #: Association, DIMSE and network timeout of a C-STORE, seconds.
+    dicom_timeout_s: float = Field(30.0, gt=0)
+    #: Deadline of the calls to the listener's data service, seconds.
+    data_timeout_s: float = Field(300.0, gt=0)
+    seg_series_number: int = Field(9701, ge=1)
+    sr_series_number: int = Field(9702, ge=1)
+    equipment: Equipment = Equipment()
+    #: On SIGTERM, how long running calls may take to finish, seconds.
+    drain_s: float = Field(30.0, ge=0)
+
+    def outbox_path(self, data_dir: Path) -> Path:
+        return self.outbox_dir if self.outbox_dir is not None else data_dir / "risk" / "outbox"

@@ -1,0 +1,88 @@
+"""nnU-Net-compatible inference of one model on one CT volume, wherever the network runs.
+
+:func:`segment` is a pure function of the volume, the model description and a ``predict``
+callable (Triton in the service, onnxruntime in evaluation and tests):
+
+1. reorient to canonical LPS by axis permutation and flips (:mod:`segmenter.orientation`);
+2. ``CTNormalization`` clipping, linear resampling to the model's spacing (SimpleITK), then
+   ``(x - mean) / std``;
+3. sliding window with Gaussian weighting, optional test-time mirroring (:mod:`segmenter.sliding`);
+4. linear resampling of the probabilities back to the CT grid and argmax;
+5. largest connected component of every label except lesions, vertebra level consistency
+   (:mod:`segmenter.postprocess`);
+6. back to the source orientation: the label map lies on the volume's own grid.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from spinemets import labels
+from spinemets.errors import InputError
+from spinemets.geometry import Volume
+from spinemets.labelmaps import LabelMap
+
+from segmenter.orientation import Reorientation
+from segmenter.postprocess import enforce_level_order, keep_largest_components
+from segmenter.resampling import argmax_on_grid, target_shape, to_spacing
+from segmenter.sliding import Predict, sliding_window
+from segmenter.spec import ModelSpec
+
+#: The volume must span at least this fraction of the patch's physical size along every axis.
+MIN_EXTENT_FRACTION = 0.25
+#: Upper bound of the probability array at model resolution (channels x voxels x 4 bytes).
+MAX_PROBABILITY_BYTES = 8 << 30
+
+
+def check_volume(reorientation: Reorientation, shape: tuple[int, ...], spec: ModelSpec) -> None:
+    """Refuse volumes the model cannot handle: too thin to give context, or too large."""
+    for axis, name in enumerate("zyx"):
+        extent = shape[axis] * reorientation.spacing_zyx[axis]
+        needed = MIN_EXTENT_FRACTION * spec.patch_size_zyx[axis] * spec.spacing_zyx[axis]
+        if extent < needed:
+            raise InputError(f"volume spans {extent:.1f} mm along {name}; model {spec.name} needs "
+                             f"at least {needed:.1f} mm", reason="volume-too-small")
+    model_shape = target_shape(shape, reorientation.spacing_zyx, spec.spacing_zyx)
+    size = spec.num_channels * int(np.prod(model_shape)) * 4
+    if size > MAX_PROBABILITY_BYTES:
+        raise InputError(f"volume needs {size / 2**30:.1f} GiB of probabilities at model "
+                         f"resolution {list(model_shape)}", reason="volume-too-large")
+
+
+def postprocess(channels: np.ndarray, spec: ModelSpec) -> None:
+    """Connected components and level order, in place on a canonical channel-index map."""
+    groups = {c: labels.by_name(spec.labels[str(c)]).group for c in range(1, spec.num_channels)}
+    vertebrae = sorted((c for c, g in groups.items() if g is labels.Group.VERTEBRA),
+                       key=lambda c: spec.channel_values[c])
+    enforce_level_order(channels, vertebrae)
+    keep_largest_components(channels, [c for c, g in groups.items()
+                                       if g not in (labels.Group.VERTEBRA, labels.Group.LESION)])
+
+
+def segment(volume: Volume, spec: ModelSpec, predict: Predict, *, step_size: float = 0.5,
+            mirror: bool = False, batch_size: int = 4, workers: int = 1) -> LabelMap:
+    """Segment ``volume`` with the model described by ``spec``; ``predict`` runs the network.
+
+    ``predict`` maps float32 ``[N, 1, Z, Y, X]`` patches to logits ``[N, C, Z, Y, X]``; up to
+    ``workers`` batches are in flight at once. The returned label map holds catalogue values
+    (uint8) on the volume's grid. Raises :class:`InputError` for volumes the model cannot handle
+    and :class:`ModelError` when ``predict`` fails or returns the wrong shape.
+    """
+    reorientation = Reorientation.of(volume.geometry)
+    canonical = reorientation.to_canonical(volume.array)
+    check_volume(reorientation, canonical.shape, spec)
+    norm = spec.normalization
+    image = to_spacing(canonical, reorientation.spacing_zyx, spec.spacing_zyx,
+                       (norm.lower, norm.upper))
+    image -= np.float32(norm.mean)
+    image /= np.float32(norm.std)
+    probabilities = sliding_window(
+        image, spec.patch_size_zyx, spec.num_channels, predict, step_size=step_size,
+        batch_size=batch_size, mirror_axes=spec.mirror_axes if mirror else (), workers=workers)
+    del image
+    shape = (canonical.shape[0], canonical.shape[1], canonical.shape[2])
+    channels = argmax_on_grid(probabilities, shape, reorientation.spacing_zyx)
+    del probabilities
+    postprocess(channels, spec)
+    values = np.asarray(spec.channel_values, dtype=np.uint8)[channels]
+    array = np.ascontiguousarray(reorientation.from_canonical(values))
+    return LabelMap(array, volume.geometry, spec.label_names, spec.name, spec.version)

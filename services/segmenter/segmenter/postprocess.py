@@ -1,0 +1,128 @@
+"""Post-processing of a label map of output channels: connected components and vertebra levels.
+
+Both work on canonical ``(z, y, x)`` arrays (slice index increasing towards Superior) holding
+network channel indices, in place, inside the bounding box of the structures concerned.
+Connectivity is face adjacency (``scipy.ndimage.label``'s default).
+
+Level consistency rule
+    Every connected component of a vertebra channel is a candidate. Components smaller than
+    ``FRAGMENT_FRACTION`` of the median over levels of each level's largest component are
+    fragments: a fragment touching a vertebra joins it, any other becomes background. The
+    vertebrae left are ordered cranio-caudally by centroid and given consecutive levels
+    ``o, o+1, ...``; ``o`` is the single offset that maximises the number of voxels whose new
+    level equals the network's label (ties: fewer vertebrae dropped, then the offset nearest the
+    network's own). A vertebra falling outside the model's levels is dropped (a C7 or S1 taken for
+    T1 or L5). A correct map is unchanged but for stray islands; a duplicated, skipped or swapped
+    level is fixed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+#: Components below this fraction of the median vertebra size are fragments, not vertebrae.
+FRAGMENT_FRACTION = 0.25
+
+Box = tuple[slice, ...]
+
+
+def _bounding_box(boxes: Iterable[Box | None]) -> Box | None:
+    present = [b for b in boxes if b is not None]
+    if not present:
+        return None
+    return tuple(slice(min(b[d].start for b in present), max(b[d].stop for b in present))
+                 for d in range(len(present[0])))
+
+
+def _boxes(array: npt.NDArray[np.uint8], channels: Sequence[int]) -> list[Box | None]:
+    found = ndimage.find_objects(array, max_label=max(channels, default=0))
+    return [found[c - 1] for c in channels]
+
+
+def keep_largest_components(array: npt.NDArray[np.uint8], channels: Sequence[int]) -> None:
+    """Keep only the largest connected component of each channel; the rest becomes 0."""
+    for channel, box in zip(channels, _boxes(array, channels), strict=True):
+        if box is None:
+            continue
+        sub = array[box]
+        components, count = ndimage.label(sub == channel)
+        if count > 1:
+            sizes = np.bincount(components.ravel())
+            sizes[0] = 0
+            sub[(components > 0) & (components != int(np.argmax(sizes)))] = 0
+
+
+def _choose_offset(votes: npt.NDArray[np.int64]) -> int:
+    """The offset ``o`` (vertebra ``i`` gets level ``o + i``) with the best agreement.
+
+    Ties go to fewer dropped vertebrae, then to the offset closest to the network's own (the
+    median of each vertebra's majority level minus its rank), then to the smaller offset.
+    """
+    count, levels = votes.shape
+    implied = float(np.median(np.argmax(votes, axis=1) - np.arange(count)))
+    best: tuple[int, int, float, int] | None = None
+    for offset in range(-(count - 1), levels):
+        kept = [i for i in range(count) if 0 <= offset + i < levels]
+        agreement = int(sum(votes[i, offset + i] for i in kept))
+        key = (agreement, len(kept), -abs(offset - implied), -offset)
+        if best is None or key > best:
+            best = key
+    assert best is not None
+    return -best[3]
+
+
+def enforce_level_order(array: npt.NDArray[np.uint8], level_channels: Sequence[int]) -> None:
+    """Relabel vertebrae so that levels run consecutively from Superior to Inferior.
+
+    ``level_channels`` are the vertebra channels in cranio-caudal order (T1 first). See the
+    module docstring for the rule.
+    """
+    box = _bounding_box(_boxes(array, level_channels))
+    if box is None:
+        return
+    sub = array[box]
+    instances = np.zeros(sub.shape, dtype=np.int32)
+    level_of: list[int] = [-1]  # per instance id: the network's level index
+    for level, channel in enumerate(level_channels):
+        components, count = ndimage.label(sub == channel)
+        instances[components > 0] = components[components > 0] + (len(level_of) - 1)
+        level_of.extend([level] * count)
+    n = len(level_of)
+    per_slice = np.stack([np.bincount(s.ravel(), minlength=n) for s in instances])
+    sizes = per_slice.sum(axis=0)
+    centroid_z = (np.arange(sub.shape[0])[:, None] * per_slice).sum(axis=0) / np.maximum(sizes, 1)
+    largest = [max((int(sizes[i]) for i in range(1, n) if level_of[i] == lv), default=0)
+               for lv in range(len(level_channels))]
+    reference = float(np.median([s for s in largest if s > 0]))
+    is_vertebra = sizes >= FRAGMENT_FRACTION * reference
+    is_vertebra[0] = False
+    owner = np.where(is_vertebra, np.arange(n), 0)  # instance id -> vertebra it belongs to
+    for fragment, frag_box in enumerate(ndimage.find_objects(instances), start=1):
+        if frag_box is None or is_vertebra[fragment]:
+            continue
+        grown = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in frag_box)
+        region = instances[grown]
+        shell = ndimage.binary_dilation(region == fragment) & (region != fragment)
+        neighbours = owner[region[shell]]
+        neighbours = neighbours[neighbours > 0]
+        if neighbours.size:
+            owner[fragment] = int(np.bincount(neighbours).argmax())
+    vertebrae = sorted(np.flatnonzero(is_vertebra), key=lambda i: -centroid_z[i])
+    votes = np.zeros((len(vertebrae), len(level_channels)), dtype=np.int64)
+    rank = {int(v): r for r, v in enumerate(vertebrae)}
+    for i in range(1, n):
+        if owner[i]:
+            votes[rank[int(owner[i])], level_of[i]] += sizes[i]
+    new_channel = np.zeros(n, dtype=np.uint8)
+    if vertebrae:
+        offset = _choose_offset(votes)
+        for r, v in enumerate(vertebrae):
+            if 0 <= offset + r < len(level_channels):
+                new_channel[v] = level_channels[offset + r]
+    lut = new_channel[owner]
+    vertebra_voxels = instances > 0
+    sub[vertebra_voxels] = lut[instances[vertebra_voxels]]

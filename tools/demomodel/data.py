@@ -1,0 +1,181 @@
+"""Training data: phantoms at the model spacing, cached on disk, and random training patches.
+
+Phantoms are generated directly on the model grid (canonical LPS, ``(z, y, x)`` arrays with z
+towards Superior) and stored as ``.npz`` (HU ``int16`` image and ``uint8`` channel target).
+Targets are network output channels: 0 background, 1..17 T1..L5, 18 sacrum (:data:`CHANNELS`);
+every other structure of the phantom is background.
+
+Patches follow nnU-Net's sampler: a third of them are centred on a voxel of a foreground class
+picked uniformly among the classes of the case (so every level is seen equally often), the rest
+anywhere; parts outside the volume are padded with 0 in normalised space (as the sliding window
+pads) and background in the target. Augmentation is light: left-right mirroring (the labels are
+not lateral), a truncated field of view along z (as in clinical scans that stop inside a
+patch), intensity scale and shift, Gaussian noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+from spinemets import labels
+
+#: Output channel -> catalogue name.
+CHANNELS: tuple[str, ...] = ("background", *(labels.vertebra(lv).name for lv in labels.LEVELS),
+                             "sacrum")
+
+#: nnU-Net's foreground percentiles used for clipping.
+CLIP_PERCENTILES = (0.5, 99.5)
+
+Shape3 = tuple[int, int, int]
+
+
+def value_to_channel() -> npt.NDArray[np.uint8]:
+    """Lookup table from catalogue label value (0..255) to output channel."""
+    lut = np.zeros(256, dtype=np.uint8)
+    for channel, name in enumerate(CHANNELS[1:], start=1):
+        lut[labels.by_name(name).value] = channel
+    return lut
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """nnU-Net ``CTNormalization``: clip HU to ``[lower, upper]``, then ``(x - mean) / std``."""
+
+    lower: float
+    upper: float
+    mean: float
+    std: float
+
+    def apply(self, hu: npt.NDArray[np.generic]) -> npt.NDArray[np.float32]:
+        clipped = np.clip(hu.astype(np.float32), self.lower, self.upper)
+        return ((clipped - self.mean) / self.std).astype(np.float32)
+
+    def as_json(self) -> dict[str, float | str]:
+        """The ``normalization`` entry of model.json."""
+        return {"scheme": "CTNormalization", "mean": self.mean, "std": self.std,
+                "lower": self.lower, "upper": self.upper}
+
+
+def fit_normalization(cases: Sequence[Case]) -> Normalization:
+    """nnU-Net's dataset fingerprint: percentiles, mean and std of foreground HU."""
+    foreground = np.concatenate([c.image[c.target > 0].astype(np.float32) for c in cases])
+    lower, upper = np.percentile(foreground, CLIP_PERCENTILES)
+    return Normalization(lower=round(float(lower), 1), upper=round(float(upper), 1),
+                         mean=round(float(foreground.mean()), 2),
+                         std=round(float(foreground.std()), 2))
+
+
+@dataclass(frozen=True)
+class Case:
+    """One phantom on the model grid: HU image and channel target, both ``(z, y, x)``."""
+
+    seed: int
+    image: npt.NDArray[np.int16]
+    target: npt.NDArray[np.uint8]
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, image=self.image, target=self.target, seed=self.seed)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> Case:
+        with np.load(path) as data:
+            return cls(int(data["seed"]), data["image"], data["target"])
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Probabilities and ranges of the training augmentations (normalised intensity units)."""
+
+    mirror_x: float = 0.5
+    truncate_z: float = 0.2
+    scale: tuple[float, float] = (0.9, 1.1)
+    shift: tuple[float, float] = (-0.1, 0.1)
+    noise_sigma: tuple[float, float] = (0.0, 0.1)
+
+
+class PatchSampler:
+    """Random training patches (nnU-Net style foreground oversampling) from cached cases."""
+
+    def __init__(self, cases: Sequence[Case], normalization: Normalization, patch: Shape3,
+                 rng: np.random.Generator, *, foreground_fraction: float = 1 / 3,
+                 augmentation: Augmentation | None = None) -> None:
+        self._images = [normalization.apply(c.image) for c in cases]
+        self._targets = [c.target for c in cases]
+        self._patch = patch
+        self._rng = rng
+        self._foreground_fraction = foreground_fraction
+        self._augmentation = augmentation or Augmentation()
+        self._locations = [_class_locations(t, rng) for t in self._targets]
+
+    def batch(self, size: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """``size`` patches: image ``[N, 1, *patch]`` float32, target ``[N, *patch]`` int64."""
+        images, targets = zip(*(self._sample(i < round(size * self._foreground_fraction))
+                                for i in range(size)), strict=True)
+        return np.stack(images)[:, None], np.stack(targets).astype(np.int64)
+
+    def _sample(self, foreground: bool
+                ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
+        index = int(self._rng.integers(len(self._images)))
+        image, target, locations = self._images[index], self._targets[index], self._locations[index]
+        if foreground and locations:
+            classes = sorted(locations)
+            voxels = locations[classes[int(self._rng.integers(len(classes)))]]
+            centre = voxels[int(self._rng.integers(len(voxels)))]
+            start = [int(c) - p // 2 for c, p in zip(centre, self._patch, strict=True)]
+        else:
+            start = [int(self._rng.integers(-(p // 2), max(n - p // 2, 1 - p // 2) + 1))
+                     for n, p in zip(image.shape, self._patch, strict=True)]
+        x = _crop(image, start, self._patch, 0.0)
+        y = _crop(target, start, self._patch, 0)
+        return self._augment(x, y)
+
+    def _augment(self, x: npt.NDArray[np.float32], y: npt.NDArray[np.uint8]
+                 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
+        aug, rng = self._augmentation, self._rng
+        if rng.random() < aug.mirror_x:
+            x, y = x[:, :, ::-1], y[:, :, ::-1]
+        if rng.random() < aug.truncate_z:
+            cut = int(rng.integers(x.shape[0] // 4, 3 * x.shape[0] // 4))
+            keep = slice(cut, None) if rng.random() < 0.5 else slice(None, cut)
+            x_cut, y_cut = np.zeros_like(x), np.zeros_like(y)
+            x_cut[keep], y_cut[keep] = x[keep], y[keep]
+            x, y = x_cut, y_cut
+        x = x * rng.uniform(*aug.scale) + rng.uniform(*aug.shift)
+        x = x + rng.normal(0.0, rng.uniform(*aug.noise_sigma), x.shape)
+        return np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(y)
+
+
+def _class_locations(target: npt.NDArray[np.uint8], rng: np.random.Generator,
+                     per_class: int = 2000) -> dict[int, npt.NDArray[np.intp]]:
+    """Up to ``per_class`` random voxel indices ``(z, y, x)`` of every foreground channel."""
+    found: dict[int, npt.NDArray[np.intp]] = {}
+    for channel, box in enumerate(ndimage.find_objects(target), start=1):
+        if box is None:
+            continue
+        voxels = np.argwhere(target[box] == channel) + np.array([s.start for s in box])
+        if len(voxels) > per_class:
+            voxels = voxels[rng.choice(len(voxels), per_class, replace=False)]
+        found[channel] = voxels
+    return found
+
+
+def _crop(array: npt.NDArray[np.generic], start: Sequence[int], patch: Shape3,
+          fill: float) -> npt.NDArray[np.generic]:
+    """``array[start:start+patch]`` with the parts outside the array filled with ``fill``."""
+    out = np.full(patch, fill, dtype=array.dtype)
+    src = tuple(slice(max(s, 0), min(s + p, n))
+                for s, p, n in zip(start, patch, array.shape, strict=True))
+    dst = tuple(slice(max(s, 0) - s, max(s, 0) - s + (sl.stop - sl.start))
+                for s, sl in zip(start, src, strict=True))
+    if all(sl.stop > sl.start for sl in src):
+        out[dst] = array[src]
+    return out
