@@ -15,14 +15,16 @@ patch), intensity scale and shift, Gaussian noise.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
+import phantom
 from scipy import ndimage
-
 from spinemets import labels
 
 #: Output channel -> catalogue name.
@@ -32,7 +34,13 @@ CHANNELS: tuple[str, ...] = ("background", *(labels.vertebra(lv).name for lv in 
 #: nnU-Net's foreground percentiles used for clipping.
 CLIP_PERCENTILES = (0.5, 99.5)
 
+#: Phantom seeds, disjoint ranges far above the small seeds the test suites use.
+TRAIN_SEEDS = range(1_000_000, 2_000_000)
+VALIDATION_SEEDS = range(2_000_000, 3_000_000)
+EVALUATION_SEEDS = range(3_000_000, 4_000_000)
+
 Shape3 = tuple[int, int, int]
+Scalar = TypeVar("Scalar", bound=np.generic)
 
 
 def value_to_channel() -> npt.NDArray[np.uint8]:
@@ -89,6 +97,52 @@ class Case:
     def load(cls, path: Path) -> Case:
         with np.load(path) as data:
             return cls(int(data["seed"]), data["image"], data["target"])
+
+
+def phantom_options(seed: int, spacing_zyx: Sequence[float]) -> phantom.PhantomOptions:
+    """Training phantom ``seed``: random field of view (a third full spine), 0-3 lesions, a
+    compression fracture in a quarter of them, drawn from the seed."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
+    full_spine = bool(rng.random() < 1 / 3)
+    lesions = int(rng.integers(0, 4))
+    compression = "random" if rng.random() < 0.25 else None
+    return phantom.PhantomOptions(seed=seed, spacing=(spacing_zyx[2], spacing_zyx[1],
+                                                      spacing_zyx[0]),
+                                  full_spine=full_spine, lesions=lesions, compression=compression)
+
+
+def make_case(options: phantom.PhantomOptions) -> Case:
+    """Generate one phantom; it is already in canonical LPS order (identity direction)."""
+    generated = phantom.generate(options)
+    if not np.allclose(generated.ct.geometry.direction, np.eye(3)):
+        raise ValueError("training phantoms must be generated in canonical LPS orientation")
+    target = value_to_channel()[generated.vertebrae.array]
+    return Case(options.seed, generated.ct.array, target)
+
+
+def phantom_fingerprint() -> str:
+    """Hash of the phantom generator's source: a changed generator never reuses a stale cache."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(phantom.__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def cached_cases(seeds: Sequence[int], spacing_zyx: Sequence[float], directory: Path
+                 ) -> list[Case]:
+    """The phantoms of ``seeds`` at ``spacing_zyx``, generated once into ``directory``."""
+    spacing = "x".join(f"{s:g}" for s in spacing_zyx)
+    folder = directory / f"{spacing}-{phantom_fingerprint()}"
+    cases = []
+    for seed in seeds:
+        path = folder / f"{seed}.npz"
+        if path.exists():
+            cases.append(Case.load(path))
+        else:
+            case = make_case(phantom_options(seed, spacing_zyx))
+            case.save(path)
+            cases.append(case)
+    return cases
 
 
 @dataclass(frozen=True)
@@ -149,9 +203,9 @@ class PatchSampler:
             x_cut, y_cut = np.zeros_like(x), np.zeros_like(y)
             x_cut[keep], y_cut[keep] = x[keep], y[keep]
             x, y = x_cut, y_cut
-        x = x * rng.uniform(*aug.scale) + rng.uniform(*aug.shift)
-        x = x + rng.normal(0.0, rng.uniform(*aug.noise_sigma), x.shape)
-        return np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(y)
+        scaled = x * rng.uniform(*aug.scale) + rng.uniform(*aug.shift)
+        noisy = scaled + rng.normal(0.0, rng.uniform(*aug.noise_sigma), x.shape)
+        return np.ascontiguousarray(noisy, dtype=np.float32), np.ascontiguousarray(y)
 
 
 def _class_locations(target: npt.NDArray[np.uint8], rng: np.random.Generator,
@@ -168,8 +222,8 @@ def _class_locations(target: npt.NDArray[np.uint8], rng: np.random.Generator,
     return found
 
 
-def _crop(array: npt.NDArray[np.generic], start: Sequence[int], patch: Shape3,
-          fill: float) -> npt.NDArray[np.generic]:
+def _crop(array: npt.NDArray[Scalar], start: Sequence[int], patch: Shape3,
+          fill: float) -> npt.NDArray[Scalar]:
     """``array[start:start+patch]`` with the parts outside the array filled with ``fill``."""
     out = np.full(patch, fill, dtype=array.dtype)
     src = tuple(slice(max(s, 0), min(s + p, n))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
 from torch import nn
 
@@ -47,7 +46,7 @@ class NetworkConfig:
 def build(config: NetworkConfig, *, deep_supervision: bool = False) -> nn.Module:
     """Return the network for ``config`` (input channels 1, logits for ``num_classes``)."""
     n = len(config.features)
-    return PlainConvUNet(
+    model: nn.Module = PlainConvUNet(
         input_channels=1,
         n_stages=n,
         features_per_stage=list(config.features),
@@ -66,6 +65,7 @@ def build(config: NetworkConfig, *, deep_supervision: bool = False) -> nn.Module
         nonlin_kwargs={"inplace": True},
         deep_supervision=deep_supervision,
     )
+    return model
 
 
 def parameter_count(model: nn.Module) -> int:

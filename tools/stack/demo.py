@@ -67,7 +67,10 @@ def run_demo(config: StackConfig) -> int:
     root = config.stack.root
     for stale in ("work", "pacs", "phantom", "logs"):
         shutil.rmtree(root / stale, ignore_errors=True)
-    phantom = generate(PhantomOptions(seed=config.stack.phantom_seed, full_spine=True))
+    options = PhantomOptions(seed=config.stack.phantom_seed, full_spine=True,
+                             spacing=config.stack.phantom_spacing,
+                             matrix=config.stack.phantom_matrix)
+    phantom = generate(options)
     files = write_dicom_series(phantom, root / "phantom" / "dicom", patient_id="DEMO-0001",
                                patient_name="Demo^Phantom")
     study_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
@@ -76,7 +79,8 @@ def run_demo(config: StackConfig) -> int:
              for label in labels.in_group(labels.Group.VERTEBRA)}
     volume = assemble_ct([pydicom.dcmread(f) for f in files])
     print(f"phantom: {len(files)} slices written to {files[0].parent}")
-    with stack_running(config, with_pacs=True) as pacs:
+    with stack_running(config, with_pacs=True) as running:
+        pacs = running.pacs
         assert pacs is not None
         started = time.monotonic()
         sender = push(files[0].parent, "127.0.0.1", config.listener.port,

@@ -21,7 +21,7 @@ from risk.settings import Settings as RiskSettings
 from segmenter.settings import Settings as SegmenterSettings
 from spinemets.config import AETitle, Port, Section, config_path, load_section, read_raw
 from stack.mock_pacs import MockPacs
-from stack.processes import ServiceProcess, running
+from stack.processes import SERVICES, ServiceProcess, running
 from stack.triton import TritonProcess, TritonSettings
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,10 @@ class StackSettings(Section):
     result_timeout_s: float = Field(1200.0, gt=0)
     #: Seed of the demo phantom.
     phantom_seed: int = 7
+    #: Pixel spacing (column, row) and slice spacing of the demo phantom, mm.
+    phantom_spacing: tuple[float, float, float] = (0.9, 0.9, 2.5)
+    #: In-plane matrix of the demo phantom.
+    phantom_matrix: int = Field(384, ge=64, le=1024)
 
 
 @dataclass(frozen=True)
@@ -83,8 +87,16 @@ def service_environment(config: StackConfig) -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True)
+class RunningStack:
+    """Handles on a started stack: the mock PACS (if any) and each service process."""
+
+    pacs: MockPacs | None
+    services: dict[str, ServiceProcess]
+
+
 @contextlib.contextmanager
-def stack_running(config: StackConfig, *, with_pacs: bool) -> Iterator[MockPacs | None]:
+def stack_running(config: StackConfig, *, with_pacs: bool) -> Iterator[RunningStack]:
     """Start Triton, the services (and the mock PACS); stop everything on exit."""
     root = config.stack.root
     logs_dir = root / "logs"
@@ -97,14 +109,14 @@ def stack_running(config: StackConfig, *, with_pacs: bool) -> Iterator[MockPacs 
     env = service_environment(config)
     services = [
         ServiceProcess(name, config.grpc_address(name), logs_dir / f"{name}.log", env)
-        for name in ("registrar", "risk", "segmenter", "listener")
+        for name in SERVICES
     ]
     try:
         log.info("starting Triton (log: %s)", triton.log_file)
         triton.start()
         triton.wait_ready(config.stack.startup_timeout_s)
         with running(services, timeout=config.stack.startup_timeout_s):
-            yield pacs
+            yield RunningStack(pacs, {proc.name: proc for proc in services})
     finally:
         triton.stop()
         if pacs is not None:

@@ -16,15 +16,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
+from spinemets import logs
+from spinemets.errors import InputError
+from spinemets.geometry import CT_IMAGE_STORAGE, ENHANCED_CT_IMAGE_STORAGE, Volume, assemble_ct
 
 from listener import volumes
 from listener.db import Database, Series, SeriesState
 from listener.routing import SeriesAttributes, route
 from listener.settings import Rule
 from listener.spool import Spool, publish
-from spinemets import logs
-from spinemets.errors import InputError
-from spinemets.geometry import CT_IMAGE_STORAGE, ENHANCED_CT_IMAGE_STORAGE, Volume, assemble_ct
 
 log = logging.getLogger(__name__)
 

@@ -135,7 +135,8 @@ _JOB_COLUMNS = ("j.id, j.series_uid, s.study_uid, j.rule, j.roles, j.state, j.re
 
 
 def _series(row: tuple[Any, ...]) -> Series:
-    return Series(*row[:11], SeriesState(row[11]), row[12], row[13])
+    return Series(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
+                  row[9], row[10], SeriesState(row[11]), row[12], row[13])
 
 
 def _job(row: tuple[Any, ...]) -> Job:

@@ -11,12 +11,12 @@ import logging
 import time
 
 from pydicom.dataset import Dataset
-
-from listener.db import Database, InstanceHeader, SeriesState
-from listener.spool import Spool, check_uid
 from spinemets import logs
 from spinemets.errors import InputError
 from spinemets.phi import patient_key
+
+from listener.db import Database, InstanceHeader, SeriesState
+from listener.spool import Spool, check_uid
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,9 @@ def receive(spool: Spool, db: Database, header: InstanceHeader, data: bytes) -> 
         spool.write_instance(header.study_uid, header.series_uid, header.sop_uid, data)
         spool.drop_volume(header.study_uid, header.series_uid)
         previous = db.record_instance(header, time.time())
-    if previous not in (None, SeriesState.RECEIVING):
+    if previous is None:
+        log.info("new series", extra=logs.fields(series=header.series_uid,
+                                                 calling_ae=header.calling_ae))
+    elif previous != SeriesState.RECEIVING:
         log.info("late instance: series re-opened, it will be processed again",
                  extra=logs.fields(series=header.series_uid, previous_state=str(previous)))

@@ -15,17 +15,22 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import grpc
+from spinemets import grpcutil, logs
+from spinemets.errors import DeliveryError, SpineMetsError
 
 from listener import steps
 from listener.db import Database, Job, JobState
 from listener.settings import RetryPolicy
 from listener.spool import Spool
-from spinemets import grpcutil, logs
-from spinemets.errors import DeliveryError, SpineMetsError
 
 log = logging.getLogger(__name__)
+
+#: The step a job in each state performs next.
+STEP = {JobState.RECEIVED: "segment", JobState.SEGMENTED: "pair", JobState.PAIRED: "assess",
+        JobState.ASSESSED: "deliver"}
 
 
 def backoff(policy: RetryPolicy, attempts: int, rng: random.Random) -> float:
@@ -34,7 +39,7 @@ def backoff(policy: RetryPolicy, attempts: int, rng: random.Random) -> float:
     return delay * rng.uniform(0.5, 1.0)
 
 
-class _Retry(Exception):
+class _RetryableError(Exception):
     """A failed attempt that may succeed later."""
 
 
@@ -80,7 +85,7 @@ class Runner:
                 continue
             try:
                 self.run_step(job)
-            except Exception:
+            except Exception:  # the database itself failed: wait, then try again
                 log.exception("job runner error", extra=logs.fields(job=job.id))
                 self._stop.wait(self.poll_s)
             finally:
@@ -89,10 +94,12 @@ class Runner:
 
     def run_step(self, job: Job) -> None:
         """Perform the job's next step and commit the outcome."""
+        if job.state not in STEP:
+            return
         with logs.context(job=str(job.id), series=job.series_uid):
             try:
                 self._perform(job)
-            except _Retry as exc:
+            except _RetryableError as exc:
                 self._retry(job, str(exc))
             except grpc.RpcError as exc:
                 if not grpcutil.is_permanent(exc):
@@ -102,42 +109,42 @@ class Runner:
                                quarantine=exc.code() == grpc.StatusCode.INVALID_ARGUMENT)
             except SpineMetsError as exc:
                 self._fail(job, f"{exc.reason}: {exc}", quarantine=False)
+            except Exception as exc:
+                log.exception("step %s failed unexpectedly", STEP[job.state])
+                self._fail(job, f"internal-error: {type(exc).__name__}: {exc}", quarantine=False)
 
     def _perform(self, job: Job) -> None:
-        job_dir = self.spool.job_dir(job.id)
-        step = job.state.value
         started = time.monotonic()
         try:
-            if job.state == JobState.RECEIVED:
-                count = steps.segment(self.peers, job, job_dir)
-                advanced = self.db.advance(job, self.clock())
-                detail: dict[str, object] = {"label_maps": count}
-            elif job.state == JobState.SEGMENTED:
-                series = self.db.series(job.series_uid)
-                if series is None:
-                    raise SpineMetsError("series record missing", reason="missing-series")
-                pairing = steps.pair(self.peers, job, series)
-                advanced = self.db.advance(job, self.clock(), pairing.prior, pairing.has_prior)
-                detail = {"has_prior": pairing.has_prior}
-            elif job.state == JobState.PAIRED:
-                assessment = steps.assess(self.peers, job, job_dir)
-                advanced = self.db.advance(job, self.clock())
-                detail = {"vertebrae": len(assessment.vertebrae),
-                          "objects": len(assessment.objects)}
-            elif job.state == JobState.ASSESSED:
-                delivery = steps.deliver(self.peers, job, job_dir)
-                advanced = self.db.advance(job, self.clock())
-                detail = {"deliveries": len(delivery.deliveries)}
-            else:
-                return
+            advanced, detail = self._execute(job, self.spool.job_dir(job.id))
         except (DeliveryError, OSError) as exc:
-            raise _Retry(f"{getattr(exc, 'reason', 'os-error')}: {exc}") from exc
+            raise _RetryableError(f"{getattr(exc, 'reason', 'os-error')}: {exc}") from exc
         ms = round(1000 * (time.monotonic() - started))
         if advanced:
-            log.info("step %s done", step, extra=logs.fields(ms=ms, **detail))
+            log.info("%s done", STEP[job.state], extra=logs.fields(ms=ms, **detail))
         else:
-            log.info("step %s done, but the job changed meanwhile (superseded); result dropped",
-                     step)
+            log.info("%s done, but the job changed meanwhile (superseded): result dropped",
+                     STEP[job.state])
+
+    def _execute(self, job: Job, job_dir: Path) -> tuple[bool, dict[str, object]]:
+        """One step and its commit; whether the job advanced, and what to log."""
+        now = self.clock
+        if job.state == JobState.RECEIVED:
+            count = steps.segment(self.peers, job, job_dir)
+            return self.db.advance(job, now()), {"label_maps": count}
+        if job.state == JobState.SEGMENTED:
+            series = self.db.series(job.series_uid)
+            if series is None:
+                raise SpineMetsError("series record missing", reason="missing-series")
+            pairing = steps.pair(self.peers, job, series)
+            return (self.db.advance(job, now(), pairing.prior, pairing.has_prior),
+                    {"has_prior": pairing.has_prior})
+        if job.state == JobState.PAIRED:
+            assessment = steps.assess(self.peers, job, job_dir)
+            return (self.db.advance(job, now()),
+                    {"vertebrae": len(assessment.vertebrae), "objects": len(assessment.objects)})
+        delivery = steps.deliver(self.peers, job, job_dir)
+        return self.db.advance(job, now()), {"deliveries": len(delivery.deliveries)}
 
     def _retry(self, job: Job, reason: str) -> None:
         attempts = job.attempts + 1
@@ -148,7 +155,7 @@ class Runner:
             return
         delay = backoff(self.policy, attempts, self.rng)
         if self.db.retry_later(job, attempts, now + delay, reason, now):
-            log.warning("step %s failed, retrying in %.1f s: %s", job.state.value, delay, reason,
+            log.warning("step %s failed, retrying in %.1f s: %s", STEP[job.state], delay, reason,
                         extra=logs.fields(attempt=attempts))
 
     def _fail(self, job: Job, reason: str, quarantine: bool, attempts: int | None = None) -> None:
@@ -159,5 +166,5 @@ class Runner:
                 code, _, message = reason.partition(": ")
                 self.spool.quarantine(job.study_uid, job.series_uid, code, message)
                 self.db.quarantine_series(job.series_uid, reason)
-        log.error("job failed at step %s: %s", job.state.value, reason,
+        log.error("job failed at step %s: %s", STEP[job.state], reason,
                   extra=logs.fields(quarantined=quarantine))

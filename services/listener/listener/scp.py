@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pynetdicom.events import Event
+from spinemets import logs
+from spinemets.errors import InputError
 
 from listener import intake
 from listener.db import Database
 from listener.settings import Caller
 from listener.spool import Spool
-from spinemets import logs
-from spinemets.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ def handle_requested(event: Event, allowlist: Allowlist) -> None:
     log.warning("association rejected: %s", refusal,
                 extra=logs.fields(calling_ae=ae_title.strip(), address=address))
     event.assoc.acse.send_reject(REJECT_PERMANENT, SOURCE_SERVICE_USER, CALLING_AE_NOT_RECOGNISED)
+    event.assoc.kill()  # returns once the A-ASSOCIATE-RJ has been sent and the link closed
 
 
 def handle_echo(event: Event) -> int:

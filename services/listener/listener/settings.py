@@ -1,4 +1,4 @@
-"""Settings of the listener (section ``listener`` of config/spinemets.yaml), validated at start-up."""
+"""Settings of the listener (section ``listener`` of config/spinemets.yaml), validated at start."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import AfterValidator, Field, IPvAnyNetwork, model_validator
-from pydicom.uid import UID
-
+from pydicom.uid import RE_VALID_UID
 from spinemets.config import Section
 
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5 AE VR: no backslash or controls
@@ -38,7 +37,7 @@ def _regex(value: str | None) -> str | None:
 
 
 def _uid(value: str) -> str:
-    if not UID(value).is_valid:
+    if len(value) > 64 or not RE_VALID_UID.fullmatch(value):
         raise ValueError(f"{value!r} is not a valid UID")
     return value
 
@@ -63,7 +62,7 @@ class Rule(Section):
     modality: str = "CT"
     #: Regular expression searched (case-insensitive) in the Series Description; ``None``: any.
     series_description: Annotated[str | None, AfterValidator(_regex)] = None
-    min_slices: int = Field(1, ge=1)
+    min_slices: int = Field(default=1, ge=1)
     #: Model roles the segmenter runs for this series.
     roles: tuple[str, ...] = ("vertebrae",)
 
@@ -71,19 +70,19 @@ class Rule(Section):
 class RetryPolicy(Section):
     """Retries of a failed step: delay = min(max_delay_s, base_delay_s * factor**n), jittered."""
 
-    max_attempts: int = Field(6, ge=1)
-    base_delay_s: float = Field(2.0, gt=0)
-    max_delay_s: float = Field(300.0, gt=0)
-    factor: float = Field(2.0, ge=1)
+    max_attempts: int = Field(default=6, ge=1)
+    base_delay_s: float = Field(default=2.0, gt=0)
+    max_delay_s: float = Field(default=300.0, gt=0)
+    factor: float = Field(default=2.0, ge=1)
 
 
 class Timeouts(Section):
     """Deadline of each downstream call, seconds."""
 
-    segment_s: float = Field(1800.0, gt=0)
-    pair_s: float = Field(120.0, gt=0)
-    assess_s: float = Field(600.0, gt=0)
-    deliver_s: float = Field(600.0, gt=0)
+    segment_s: float = Field(default=1800.0, gt=0)
+    pair_s: float = Field(default=120.0, gt=0)
+    assess_s: float = Field(default=600.0, gt=0)
+    deliver_s: float = Field(default=600.0, gt=0)
 
 
 class Settings(Section):
@@ -100,7 +99,7 @@ class Settings(Section):
     #: Spool, quarantine, job files and job database; default ``<common.data_dir>/listener``.
     state_dir: Path | None = None
     #: A series without new instances for this long is complete.
-    completion_idle_s: float = Field(10.0, gt=0)
+    completion_idle_s: float = Field(default=10.0, gt=0)
     rules: tuple[Rule, ...] = (Rule(name="ct-spine", min_slices=20),)
     grpc_host: str = "0.0.0.0"
     grpc_port: Port = 50051
@@ -109,13 +108,13 @@ class Settings(Section):
     segmenter: Address = "127.0.0.1:50052"
     registrar: Address = "127.0.0.1:50053"
     risk: Address = "127.0.0.1:50054"
-    retry: RetryPolicy = RetryPolicy()
-    timeouts: Timeouts = Timeouts()
-    runner_workers: int = Field(1, ge=1, le=16)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    runner_workers: int = Field(default=1, ge=1, le=16)
     #: How often the completion timer and the job runner look for work, seconds.
-    poll_interval_s: float = Field(0.5, gt=0, le=60)
+    poll_interval_s: float = Field(default=0.5, gt=0, le=60)
     #: On SIGTERM, how long running associations and gRPC calls may take to finish, seconds.
-    drain_s: float = Field(30.0, ge=0)
+    drain_s: float = Field(default=30.0, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -12,9 +12,6 @@ from pathlib import Path
 
 import grpc
 from google.protobuf import json_format
-
-from listener.db import Job, Prior, Series
-from listener.settings import Settings
 from spinemets import grpcutil, labelmaps
 from spinemets.errors import DeliveryError, SpineMetsError
 from spinemets.v1 import (
@@ -27,6 +24,9 @@ from spinemets.v1 import (
     volume_pb2,
 )
 
+from listener.db import Job, Prior, Series
+from listener.settings import Settings
+
 LABEL_MAP_GLOB = "labelmap-*.npz"
 ASSESSMENT_FILE = "assessment.json"
 DELIVERIES_FILE = "deliveries.json"
@@ -38,9 +38,9 @@ class Peers:
     def __init__(self, settings: Settings, data_service: str) -> None:
         self._channels = [grpcutil.channel(a)
                           for a in (settings.segmenter, settings.registrar, settings.risk)]
-        self.segmenter = segmenter_pb2_grpc.SegmenterServiceStub(self._channels[0])
-        self.registrar = registrar_pb2_grpc.RegistrarServiceStub(self._channels[1])
-        self.risk = risk_pb2_grpc.RiskServiceStub(self._channels[2])
+        self.segmenter = segmenter_pb2_grpc.SegmenterServiceStub(self._channels[0])  # type: ignore[no-untyped-call]
+        self.registrar = registrar_pb2_grpc.RegistrarServiceStub(self._channels[1])  # type: ignore[no-untyped-call]
+        self.risk = risk_pb2_grpc.RiskServiceStub(self._channels[2])  # type: ignore[no-untyped-call]
         self.timeouts = settings.timeouts
         self.data_service = data_service
 

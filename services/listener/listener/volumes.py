@@ -15,9 +15,9 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-
 from spinemets.errors import InputError
 from spinemets.geometry import Geometry, Volume
+
 from listener import spool
 
 #: Values larger than this are read from the file only when used (pixel data).
@@ -26,7 +26,7 @@ _DEFER_BYTES = 4096
 
 def read_datasets(paths: Sequence[Path]) -> list[Dataset]:
     """Read Part 10 files; pixel data stays on disk until decoded."""
-    datasets = []
+    datasets: list[Dataset] = []
     for path in paths:
         try:
             datasets.append(pydicom.dcmread(path, defer_size=_DEFER_BYTES))

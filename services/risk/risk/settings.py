@@ -39,22 +39,22 @@ class Settings(Section):
     #: Result objects waiting for (or done with) delivery; default ``<common.data_dir>/risk``.
     outbox_dir: Path | None = None
     destinations: tuple[Destination, ...] = Field(
-        (Destination(ae_title="PACS", host="127.0.0.1", port=11113),), min_length=1)
+        default=(Destination(ae_title="PACS", host="127.0.0.1", port=11113),), min_length=1)
     #: Our calling AE title for C-STORE.
     ae_title: AETitle = "SPINEMETS_RISK"
     #: C-STORE attempts per destination within one Deliver call; the listener retries the call.
-    delivery_attempts: int = Field(3, ge=1, le=10)
+    delivery_attempts: int = Field(default=3, ge=1, le=10)
     #: Wait before the second attempt, doubled before each further one, seconds.
-    delivery_backoff_s: float = Field(2.0, ge=0, le=60)
+    delivery_backoff_s: float = Field(default=2.0, ge=0, le=60)
     #: Association, DIMSE and network timeout of a C-STORE, seconds.
-    dicom_timeout_s: float = Field(30.0, gt=0)
+    dicom_timeout_s: float = Field(default=30.0, gt=0)
     #: Deadline of the calls to the listener's data service, seconds.
-    data_timeout_s: float = Field(300.0, gt=0)
-    seg_series_number: int = Field(9701, ge=1)
-    sr_series_number: int = Field(9702, ge=1)
+    data_timeout_s: float = Field(default=300.0, gt=0)
+    seg_series_number: int = Field(default=9701, ge=1)
+    sr_series_number: int = Field(default=9702, ge=1)
     equipment: Equipment = Equipment()
     #: On SIGTERM, how long running calls may take to finish, seconds.
-    drain_s: float = Field(30.0, ge=0)
+    drain_s: float = Field(default=30.0, ge=0)
 
     def outbox_path(self, data_dir: Path) -> Path:
         return self.outbox_dir if self.outbox_dir is not None else data_dir / "risk" / "outbox"

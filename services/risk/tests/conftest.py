@@ -6,16 +6,21 @@ import io
 import random
 import shutil
 import subprocess
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pytest
+from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
-
+from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian
+from risk.measure import VertebraMeasurement, measure_vertebrae
+from risk.provenance import Provenance
+from risk.seg_writer import build_seg
+from risk.settings import Settings
+from risk.sr_writer import build_sr
 from spinemets import labels
 from spinemets.geometry import Volume, assemble_ct
 from spinemets.labelmaps import LabelMap
@@ -28,34 +33,10 @@ SLICE_SPACING = 2.5
 BLOCKS = {"L3": range(0, 4), "L2": range(4, 8), "L1": range(8, 11)}
 
 
-@dataclass(frozen=True)
-class Series:
-    """A synthetic CT series: Part 10 bytes per instance, datasets, the assembled volume."""
-
-    files: dict[str, bytes]
-    datasets: list[Dataset]
-    volume: Volume
-    label_map: LabelMap
-
-    @property
-    def study_uid(self) -> str:
-        return str(self.datasets[0].StudyInstanceUID)
-
-    @property
-    def series_uid(self) -> str:
-        return str(self.datasets[0].SeriesInstanceUID)
-
-    def headers(self) -> list[Dataset]:
-        """The instances read back without pixel data, as the risk service reads them."""
-        from pydicom import dcmread
-        return [dcmread(io.BytesIO(data), stop_before_pixels=True)
-                for data in self.files.values()]
-
-
 def _slice(k: int, hu: npt.NDArray[np.int16], seed: str) -> Dataset:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = derived_uid(seed, "instance", str(k))
+    meta.MediaStorageSOPInstanceUID = UID(derived_uid(seed, "instance", str(k)))
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = meta
@@ -88,10 +69,11 @@ def _vertebra_mask(rng: np.random.Generator) -> npt.NDArray[np.bool_]:
     """A rounded blob in the middle of a slice, slightly different per slice."""
     rr, cc = np.mgrid[0:ROWS, 0:COLUMNS]
     r = 8 + rng.integers(0, 3)
-    return (rr - 22) ** 2 + (cc - 24) ** 2 <= r * r
+    mask: npt.NDArray[np.bool_] = (rr - 22) ** 2 + (cc - 24) ** 2 <= r * r
+    return mask
 
 
-def make_series(seed: str = "risk-test") -> Series:
+def make_series(seed: str = "risk-test") -> tuple[list[Dataset], LabelMap]:
     """CT slices (shuffled, instance numbers reversed) and a label map of L1-L3 on their grid."""
     rng = np.random.default_rng(7)
     hu = rng.normal(40, 15, size=(SLICES, ROWS, COLUMNS))
@@ -102,29 +84,93 @@ def make_series(seed: str = "risk-test") -> Series:
             mask = _vertebra_mask(rng)
             values[k][mask] = label.value
             hu[k][mask] = rng.normal(150 + 50 * (label.value % 3), 40, size=int(mask.sum()))
-    hu16 = np.rint(hu).astype(np.int16)
-    datasets = [_slice(k, hu16[k], seed) for k in range(SLICES)]
+    datasets = [_slice(k, np.rint(hu[k]).astype(np.int16), seed) for k in range(SLICES)]
     random.Random(3).shuffle(datasets)
-    files = {}
-    for ds in datasets:
-        buffer = io.BytesIO()
-        dcmwrite(buffer, ds, enforce_file_format=True)
-        files[str(ds.SOPInstanceUID)] = buffer.getvalue()
-    volume = assemble_ct(datasets)
+    geometry = assemble_ct(datasets).geometry
     names = {labels.vertebra(level).value: labels.vertebra(level).name for level in BLOCKS}
-    label_map = LabelMap(values, volume.geometry, names, "vertebrae", "1", demo=True)
-    return Series(files, datasets, volume, label_map)
+    return datasets, LabelMap(values, geometry, names, "vertebrae", "1", demo=True)
+
+
+def part10(ds: Dataset) -> bytes:
+    buffer = io.BytesIO()
+    dcmwrite(buffer, ds, enforce_file_format=True)
+    return buffer.getvalue()
 
 
 @pytest.fixture(scope="session")
-def series() -> Series:
+def synthetic() -> tuple[list[Dataset], LabelMap]:
     return make_series()
 
 
-def dciodvfy_errors(path: Path) -> list[str]:
-    """Lines of ``dciodvfy`` (dicom3tools) output that report errors."""
+@pytest.fixture(scope="session")
+def ct_series(synthetic: tuple[list[Dataset], LabelMap]) -> list[Dataset]:
+    """The synthetic CT instances, with pixel data, in arbitrary order."""
+    return synthetic[0]
+
+
+@pytest.fixture(scope="session")
+def label_map(synthetic: tuple[list[Dataset], LabelMap]) -> LabelMap:
+    """L3, L2, L1 (caudal to cranial) on the grid of :func:`ct_series`; model "vertebrae" 1."""
+    return synthetic[1]
+
+
+@pytest.fixture(scope="session")
+def volume(ct_series: list[Dataset]) -> Volume:
+    return assemble_ct(ct_series)
+
+
+@pytest.fixture(scope="session")
+def headers(ct_series: list[Dataset]) -> list[Dataset]:
+    """The instances read back from Part 10 without pixel data, as the risk service reads them."""
+    return [dcmread(io.BytesIO(part10(ds)), stop_before_pixels=True) for ds in ct_series]
+
+
+@pytest.fixture(scope="session")
+def measurements(volume: Volume, label_map: LabelMap) -> tuple[VertebraMeasurement, ...]:
+    return measure_vertebrae(volume.array, label_map)
+
+
+@pytest.fixture(scope="session")
+def provenance(ct_series: list[Dataset]) -> Provenance:
+    first = ct_series[0]
+    return Provenance(str(first.StudyInstanceUID), str(first.SeriesInstanceUID), "vertebrae",
+                      "1", demo=True)
+
+
+@pytest.fixture(scope="session")
+def seg_path(headers: list[Dataset], volume: Volume, label_map: LabelMap,
+             measurements: tuple[VertebraMeasurement, ...], provenance: Provenance,
+             tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The SEG of the synthetic series, saved as a Part 10 file."""
+    seg = build_seg(headers, volume.slice_instance_uids, label_map, measurements, provenance,
+                    Settings().equipment, 9701)
+    path = tmp_path_factory.mktemp("seg") / "seg.dcm"
+    seg.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def sr_path(headers: list[Dataset], seg_path: Path,
+            measurements: tuple[VertebraMeasurement, ...], provenance: Provenance,
+            tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The SR of the synthetic series, referencing :func:`seg_path`, saved as a Part 10 file."""
+    sr = build_sr(headers, dcmread(seg_path), measurements, provenance, Settings().equipment,
+                  9702)
+    path = tmp_path_factory.mktemp("sr") / "sr.dcm"
+    sr.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def dciodvfy() -> Callable[[Path], list[str]]:
+    """Run ``dciodvfy`` (dicom3tools) on a file; returns the lines that report errors."""
     if shutil.which("dciodvfy") is None:
         pytest.skip("dciodvfy (dicom3tools) is not installed")
-    run = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
-    return [line for line in (run.stdout + run.stderr).splitlines()
-            if line.startswith("Error")]
+
+    def errors(path: Path) -> list[str]:
+        run = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True,
+                             check=False)
+        return [line for line in (run.stdout + run.stderr).splitlines()
+                if line.startswith("Error")]
+
+    return errors

@@ -85,4 +85,5 @@ def segment(volume: Volume, spec: ModelSpec, predict: Predict, *, step_size: flo
     postprocess(channels, spec)
     values = np.asarray(spec.channel_values, dtype=np.uint8)[channels]
     array = np.ascontiguousarray(reorientation.from_canonical(values))
-    return LabelMap(array, volume.geometry, spec.label_names, spec.name, spec.version)
+    return LabelMap(array, volume.geometry, spec.label_names, spec.name, spec.version,
+                    demo=spec.demo)

@@ -10,10 +10,10 @@ Level consistency rule
     fragments: a fragment touching a vertebra joins it, any other becomes background. The
     vertebrae left are ordered cranio-caudally by centroid and given consecutive levels
     ``o, o+1, ...``; ``o`` is the single offset that maximises the number of voxels whose new
-    level equals the network's label (ties: fewer vertebrae dropped, then the offset nearest the
-    network's own). A vertebra falling outside the model's levels is dropped (a C7 or S1 taken for
-    T1 or L5). A correct map is unchanged but for stray islands; a duplicated, skipped or swapped
-    level is fixed.
+    level equals the network's label (ties: the offset nearest the network's own). Only when
+    there are more vertebrae than levels are some dropped: those the best offset puts outside
+    the model's levels (a C7 or S1 next to a complete T1-L5). A correct map is unchanged but for
+    stray islands; a duplicated, skipped or swapped level is fixed.
 """
 
 from __future__ import annotations
@@ -59,8 +59,9 @@ def keep_largest_components(array: npt.NDArray[np.uint8], channels: Sequence[int
 def _choose_offset(votes: npt.NDArray[np.int64]) -> int:
     """The offset ``o`` (vertebra ``i`` gets level ``o + i``) with the best agreement.
 
-    Ties go to fewer dropped vertebrae, then to the offset closest to the network's own (the
-    median of each vertebra's majority level minus its rank), then to the smaller offset.
+    Only offsets that keep every vertebra are considered, unless there are more vertebrae than
+    levels. Ties go to the offset closest to the network's own (the median of each vertebra's
+    majority level minus its rank), then to the smaller offset.
     """
     count, levels = votes.shape
     implied = float(np.median(np.argmax(votes, axis=1) - np.arange(count)))
@@ -68,7 +69,7 @@ def _choose_offset(votes: npt.NDArray[np.int64]) -> int:
     for offset in range(-(count - 1), levels):
         kept = [i for i in range(count) if 0 <= offset + i < levels]
         agreement = int(sum(votes[i, offset + i] for i in kept))
-        key = (agreement, len(kept), -abs(offset - implied), -offset)
+        key = (len(kept), agreement, -abs(offset - implied), -offset)
         if best is None or key > best:
             best = key
     assert best is not None

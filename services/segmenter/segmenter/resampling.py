@@ -56,7 +56,7 @@ def _resample(image: sitk.Image, shape: Sequence[int], spacing: Sequence[float],
                         sitk.sitkLinear, [float(v) for v in reversed(origin)],
                         [float(v) for v in reversed(spacing)], [1, 0, 0, 0, 1, 0, 0, 0, 1],
                         0.0, sitk.sitkFloat32, True)
-    return sitk.GetArrayFromImage(out)
+    return np.asarray(sitk.GetArrayFromImage(out), dtype=np.float32)
 
 
 def to_spacing(array: npt.NDArray[np.int16], spacing: Spacing3, target_spacing: Spacing3,

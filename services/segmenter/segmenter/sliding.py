@@ -28,8 +28,9 @@ def gaussian_importance(patch: Shape3, sigma_scale: float = 1.0 / 8) -> npt.NDAr
     """nnU-Net's importance map: a Gaussian at the patch centre, maximum 1, no zero weights."""
     impulse = np.zeros(patch, dtype=np.float64)
     impulse[tuple(n // 2 for n in patch)] = 1.0
-    gauss = ndimage.gaussian_filter(impulse, [n * sigma_scale for n in patch], order=0,
-                                    mode="constant", cval=0.0)
+    sigmas = [n * sigma_scale for n in patch]
+    gauss: npt.NDArray[np.float64] = ndimage.gaussian_filter(impulse, sigmas, order=0,
+                                                             mode="constant", cval=0.0)
     gauss /= gauss.max()
     gauss[gauss == 0] = gauss[gauss > 0].min()
     return gauss.astype(np.float32)
@@ -58,8 +59,9 @@ def mirror_sets(mirror_axes: Sequence[int]) -> list[tuple[int, ...]]:
 
 
 def _softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+    shifted: npt.NDArray[np.float32] = np.exp(logits - logits.max(axis=1, keepdims=True))
+    shifted /= shifted.sum(axis=1, keepdims=True)
+    return shifted
 
 
 def _predict_probabilities(predict: Predict, batch: npt.NDArray[np.float32], channels: int,
@@ -76,7 +78,8 @@ def _predict_probabilities(predict: Predict, batch: npt.NDArray[np.float32], cha
         probs = _softmax(np.flip(logits, flip) if flip else logits)
         total = probs if total is None else total + probs
     assert total is not None
-    return total / len(mirrors) if len(mirrors) > 1 else total
+    total /= np.float32(len(mirrors))
+    return total
 
 
 def _batches(image: npt.NDArray[np.float32], all_windows: list[Window], batch_size: int

@@ -1,0 +1,81 @@
+"""The listener process: SCP, data service, completion timer and job runner, started and stopped
+in order. Health turns SERVING once everything is up; stopping drains in dependency order (the
+runner's calls need the data service, so gRPC stops last).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from pynetdicom.transport import ThreadedAssociationServer
+from spinemets import logs
+
+from listener import server
+from listener.completion import Completion
+from listener.db import Database
+from listener.runner import Runner
+from listener.settings import Settings
+from listener.spool import Spool
+from listener.steps import Peers
+
+log = logging.getLogger(__name__)
+
+DATABASE_FILE = "listener.sqlite"
+
+
+class Listener:
+    """All parts of the listener, wired with their dependencies."""
+
+    def __init__(self, settings: Settings, pseudonym_key: bytes, data_dir: Path) -> None:
+        self.settings = settings
+        self.secret = pseudonym_key
+        state = settings.state_path(data_dir)
+        self.spool = Spool(state)
+        self.db = Database(state / DATABASE_FILE)
+        self.grpc = server.grpc_server(settings, self.db, self.spool)
+        self.data_service_address = settings.data_service_address(self.grpc.port)
+        self.peers = Peers(settings, self.data_service_address)
+        self.completion = Completion(self.db, self.spool, settings.rules,
+                                     settings.completion_idle_s, settings.poll_interval_s)
+        self.runner = Runner(self.db, self.spool, self.peers, settings.retry,
+                             settings.runner_workers, settings.poll_interval_s)
+        self._dicom: ThreadedAssociationServer | None = None
+        self._stopped = False
+
+    @property
+    def dicom_port(self) -> int:
+        if self._dicom is None:
+            raise RuntimeError("the SCP is not running")
+        return int(self._dicom.server_address[1])
+
+    def start(self) -> None:
+        self.grpc.start()
+        self.completion.start()
+        self.runner.start()
+        self._dicom = server.start_dicom(self.settings, self.spool, self.db, self.secret)
+        self.grpc.set_serving(True)
+        log.info("listener serving", extra=logs.fields(
+            ae_title=self.settings.ae_title, dicom_port=self.dicom_port,
+            grpc_port=self.grpc.port, data_service=self.data_service_address))
+
+    def stop(self) -> None:
+        """Stop accepting associations, let running ones and the current steps finish, stop."""
+        if self._stopped:
+            return
+        self._stopped = True
+        grace = self.settings.drain_s
+        if self._dicom is not None:
+            self._dicom.shutdown()
+            deadline = time.monotonic() + grace
+            while self._dicom.active_associations and time.monotonic() < deadline:
+                time.sleep(0.05)
+            for assoc in self._dicom.active_associations:
+                assoc.abort()
+        self.completion.stop()
+        self.runner.stop()
+        self.grpc.stop(grace)
+        self.peers.close()
+        self.db.close()
+        log.info("listener stopped")

@@ -1,0 +1,50 @@
+"""``python -m segmenter``: serve ``SegmenterService`` until SIGTERM/SIGINT, then drain and stop."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from spinemets import logs
+from spinemets.config import CommonSettings, load_section, read_raw
+from spinemets.errors import ConfigError, ModelError
+from spinemets.grpcutil import Server
+from spinemets.v1 import segmenter_pb2_grpc
+
+from segmenter.server import HealthMonitor, SegmenterService, load_models
+from segmenter.settings import Settings
+
+log = logging.getLogger("segmenter")
+
+
+def main() -> int:
+    try:
+        raw = read_raw()
+        common = load_section(CommonSettings, "common", raw)
+        settings = load_section(Settings, "segmenter", raw)
+        models = load_models(settings)
+    except (ConfigError, ModelError) as exc:
+        print(f"segmenter: {exc}", file=sys.stderr)
+        return 2
+    logs.configure("segmenter", common.log_level)
+    log.info("settings", extra=logs.fields(settings=settings.model_dump(mode="json")))
+    for role, model in models.items():
+        log.info("model", extra=logs.fields(role=role, name=model.spec.name,
+                                            version=model.spec.version, title=model.spec.title,
+                                            demo=model.spec.demo))
+    server = Server("segmenter", f"{settings.grpc_host}:{settings.grpc_port}")
+    server.set_serving(False)
+    server.add(segmenter_pb2_grpc.add_SegmenterServiceServicer_to_server,
+               SegmenterService(settings, models))
+    server.start()
+    monitor = HealthMonitor(server, models, settings.health_interval_s)
+    monitor.start()
+    server.serve_until_signal(settings.drain_s)
+    monitor.stop()
+    for model in models.values():
+        model.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Largest connected components and vertebra level consistency on canonical channel maps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from segmenter.inference import postprocess
+from segmenter.postprocess import enforce_level_order, keep_largest_components
+from segmenter.spec import ModelSpec
+
+LEVELS = [1, 2, 3, 4, 5]  # channels of five consecutive vertebrae, cranial first
+HEIGHT = 10  # slices per vertebra, the last one a disc gap
+
+
+def spine(channels: Sequence[int], slices: int = 60) -> npt.NDArray[np.uint8]:
+    """Vertebral bodies stacked from the top (highest slice index = superior) downwards."""
+    array = np.zeros((slices, 20, 20), np.uint8)
+    for i, channel in enumerate(channels):
+        top = slices - i * HEIGHT
+        array[top - HEIGHT + 1:top, 5:15, 5:15] = channel
+    return array
+
+
+def test_a_consistent_spine_is_unchanged() -> None:
+    array = spine(LEVELS)
+    before = array.copy()
+    enforce_level_order(array, LEVELS)
+    assert np.array_equal(array, before)
+
+
+def test_a_spine_that_starts_lower_keeps_its_levels() -> None:
+    array = spine([3, 4, 5])
+    before = array.copy()
+    enforce_level_order(array, LEVELS)
+    assert np.array_equal(array, before)
+
+
+@pytest.mark.parametrize("network", [
+    [1, 2, 2, 4, 5],  # one level given twice, the next skipped
+    [1, 3, 2, 4, 5],  # two levels swapped
+    [1, 2, 4, 4, 5],
+])
+def test_duplicated_skipped_and_swapped_levels_are_renumbered(network: list[int]) -> None:
+    array = spine(network)
+    enforce_level_order(array, LEVELS)
+    assert np.array_equal(array, spine(LEVELS))
+
+
+def test_the_offset_follows_the_majority_of_voxels() -> None:
+    """Three vertebrae say levels 3-5 and the one above them says 1: it is level 2."""
+    array = spine([1, 3, 4, 5])
+    enforce_level_order(array, LEVELS)
+    assert np.array_equal(array, spine([2, 3, 4, 5]))
+
+
+def test_a_fragment_joins_the_vertebra_it_touches() -> None:
+    array = spine(LEVELS)
+    top = 60 - HEIGHT  # lowest two slices of the second vertebra say "third"
+    array[top - HEIGHT + 1:top - HEIGHT + 3, 5:15, 5:15] = 3
+    enforce_level_order(array, LEVELS)
+    assert np.array_equal(array, spine(LEVELS))
+
+
+def test_isolated_islands_are_removed() -> None:
+    array = spine(LEVELS)
+    array[0:2, 0:2, 0:2] = 2  # a speck far from the spine, labelled like a vertebra
+    enforce_level_order(array, LEVELS)
+    assert np.array_equal(array, spine(LEVELS))
+
+
+def test_only_surplus_vertebrae_are_dropped() -> None:
+    """Four vertebrae for three levels: the top one (a C7 labelled T1) goes."""
+    array = spine([1, 1, 2, 3])
+    enforce_level_order(array, [1, 2, 3])
+    expected = spine([0, 1, 2, 3])
+    assert np.array_equal(array, expected)
+
+
+def test_keep_largest_components_removes_smaller_pieces_only() -> None:
+    array = np.zeros((10, 10, 10), np.uint8)
+    array[0:4, 0:4, 0:4] = 6
+    array[7:9, 7:9, 7:9] = 6
+    array[0:2, 7:9, 0:2] = 7
+    keep_largest_components(array, [6, 7])
+    assert (array == 6).sum() == 64 and (array[7:9, 7:9, 7:9] == 0).all()
+    assert (array == 7).sum() == 8
+
+
+def test_postprocess_keeps_every_lesion(make_spec: Callable[..., ModelSpec]) -> None:
+    spec = make_spec(["vertebra_T1", "vertebra_T2", "sacrum", "lesion_lytic"])
+    array = spine([1, 2], slices=40)
+    array[1:5, 5:15, 5:15] = 3  # sacrum
+    array[1:2, 0:2, 0:2] = 3  # a stray sacrum speck
+    array[32:34, 6:8, 6:8] = 4  # two lesions inside T1
+    array[32:34, 11:13, 11:13] = 4
+    postprocess(array, spec)
+    assert (array == 3).sum() == 4 * 10 * 10
+    assert (array == 4).sum() == 2 * 2 * 2 * 2

@@ -1,0 +1,93 @@
+"""Resampling to the model's spacing and back onto the CT grid (SimpleITK, edge-aligned)."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from segmenter.resampling import argmax_on_grid, target_shape, to_spacing
+
+CT_SHAPE = (37, 50, 45)
+CT_SPACING = (1.25, 0.7, 0.8)  # z, y, x (mm)
+MODEL_SPACING = (2.0, 2.0, 2.0)
+
+
+def test_target_shape_as_nnunet() -> None:
+    assert target_shape(CT_SHAPE, CT_SPACING, MODEL_SPACING) == (23, 18, 18)
+    assert target_shape((1, 10, 10), (5.0, 1.0, 1.0), (0.5, 20.0, 20.0)) == (10, 1, 1)
+
+
+def test_to_spacing_keeps_a_linear_ramp() -> None:
+    """Linear interpolation is exact for a ramp; positions follow the edge-aligned grid."""
+    k = np.arange(CT_SHAPE[0])
+    hu = np.broadcast_to((8 * k - 100).astype(np.int16)[:, None, None], CT_SHAPE)
+    out = to_spacing(hu, CT_SPACING, MODEL_SPACING, clip=(-1000.0, 1500.0))
+    assert out.shape == (23, 18, 18) and out.dtype == np.float32
+    step = CT_SHAPE[0] * CT_SPACING[0] / out.shape[0]
+    centres = ((np.arange(out.shape[0]) + 0.5) * step - CT_SPACING[0] / 2) / CT_SPACING[0]
+    inside = (centres >= 0) & (centres <= k[-1])  # beyond the outer CT centres values are held
+    assert out.min() >= hu.min() and out.max() <= hu.max()  # no default value at the edges
+    assert np.allclose(out[inside], (8 * centres[inside] - 100)[:, None, None], atol=1e-3)
+
+
+def test_clipping_comes_before_interpolation() -> None:
+    """nnU-Net clips, then resamples: a 3000 HU step clipped at 1500 blends to 750 between."""
+    hu = np.zeros((4, 4, 8), np.int16)
+    hu[..., 4:] = 3000
+    out = to_spacing(hu, (1.0, 1.0, 1.0), (1.0, 1.0, 2.0), clip=(-1000.0, 1500.0))
+    assert out.shape == (4, 4, 4)
+    assert np.allclose(out[0, 0], [0.0, 0.0, 1500.0, 1500.0])
+    half = to_spacing(hu, (1.0, 1.0, 1.0), (1.0, 1.0, 8.0 / 3), clip=(-1000.0, 1500.0))
+    assert np.allclose(half[0, 0], [0.0, 750.0, 1500.0])
+
+
+def probability_stack(model_shape: tuple[int, int, int]) -> npt.NDArray[np.float32]:
+    """Background 0.8 everywhere but channel 1 (0.8) in a box and channel 2 (0.8) above a plane.
+
+    The winner changes half-way between model voxel centres, i.e. at model voxel edges.
+    """
+    probs = np.full((3, *model_shape), 0.1, np.float32)
+    probs[0] = 0.8
+    probs[:, 5:15, 4:12, 6:13] = np.array([0.1, 0.8, 0.1])[:, None, None, None]
+    probs[:, 18:] = np.array([0.1, 0.1, 0.8])[:, None, None, None]
+    return probs
+
+
+def test_argmax_on_grid_puts_regions_at_their_physical_place() -> None:
+    model_shape = target_shape(CT_SHAPE, CT_SPACING, MODEL_SPACING)
+    labels = argmax_on_grid(probability_stack(model_shape), CT_SHAPE, CT_SPACING)
+    assert labels.shape == CT_SHAPE and labels.dtype == np.uint8
+    # Physical extent of model voxel range [a, b) on the CT axis, as CT indices.
+    step = [n * s / m for n, s, m in zip(CT_SHAPE, CT_SPACING, model_shape, strict=True)]
+
+    def ct_range(axis: int, a: int, b: int) -> tuple[float, float]:
+        lo = (a * step[axis] - CT_SPACING[axis] / 2) / CT_SPACING[axis]
+        hi = (b * step[axis] - CT_SPACING[axis] / 2) / CT_SPACING[axis]
+        return lo, hi
+
+    box = np.argwhere(labels == 1)
+    for axis, (a, b) in enumerate([(5, 15), (4, 12), (6, 13)]):
+        lo, hi = ct_range(axis, a, b)
+        assert box[:, axis].min() == pytest.approx(lo, abs=1.0)
+        assert box[:, axis].max() == pytest.approx(hi - 1, abs=1.0)
+    above = np.flatnonzero((labels == 2).any(axis=(1, 2)))
+    assert above.min() == pytest.approx(ct_range(0, 18, 18)[0], abs=1.0)
+    assert (labels[above.min():] == 2).all()
+
+
+def test_slab_size_does_not_change_the_result() -> None:
+    model_shape = target_shape(CT_SHAPE, CT_SPACING, MODEL_SPACING)
+    probs = probability_stack(model_shape)
+    probs += np.random.default_rng(1).uniform(0, 0.2, probs.shape).astype(np.float32)
+    whole = argmax_on_grid(probs, CT_SHAPE, CT_SPACING, slab_voxels=10**9)
+    for slab in (1, 50 * 45 * 3, 50 * 45 * 7):
+        assert np.array_equal(argmax_on_grid(probs, CT_SHAPE, CT_SPACING, slab_voxels=slab), whole)
+
+
+def test_same_spacing_is_the_identity() -> None:
+    hu = np.random.default_rng(2).integers(-1000, 1500, size=(9, 10, 11)).astype(np.int16)
+    out = to_spacing(hu, (2.0, 2.0, 2.0), (2.0, 2.0, 2.0), clip=(-1000.0, 1500.0))
+    assert np.array_equal(out, hu.astype(np.float32))
+    probs = np.random.default_rng(3).uniform(size=(4, 9, 10, 11)).astype(np.float32)
+    assert np.array_equal(argmax_on_grid(probs, (9, 10, 11), (2.0, 2.0, 2.0)),
+                          probs.argmax(axis=0))

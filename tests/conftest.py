@@ -1,0 +1,83 @@
+"""Fixtures of the end-to-end tests: Orthanc as the PACS and the whole stack on free ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from peers import Orthanc, free_port
+from stack.stack import RunningStack, StackConfig, stack_running
+
+REPO = Path(__file__).resolve().parents[1]
+SENDER_AE = "STORESCU"
+
+
+def requires(*binaries: str) -> pytest.MarkDecorator:
+    missing = [b for b in binaries if shutil.which(b) is None]
+    return pytest.mark.skipif(bool(missing), reason=f"not installed: {', '.join(missing)}")
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
+    if shutil.which("Orthanc") is None:
+        pytest.skip("Orthanc is not installed (make apt)")
+    server = Orthanc(tmp_path_factory.mktemp("orthanc"))
+    server.start()
+    yield server
+    server.stop()
+
+
+def stack_config(root: Path, orthanc: Orthanc) -> dict[str, Any]:
+    """The project's configuration with every port free and delivery to Orthanc."""
+    raw: dict[str, Any] = yaml.safe_load((REPO / "config/spinemets.yaml").read_text())
+    ports = {name: free_port() for name in (
+        "dicom", "listener", "segmenter", "registrar", "risk", "http", "grpc", "metrics", "pacs")}
+    raw["common"]["data_dir"] = str(root / "work")
+    raw["listener"] = {
+        **(raw.get("listener") or {}),
+        "port": ports["dicom"], "grpc_port": ports["listener"],
+        "allowed_callers": [{"ae_title": SENDER_AE, "hosts": ["127.0.0.1/32"]}],
+        "allow_any_caller": False,
+        "completion_idle_s": 2.0,
+        "segmenter": f"127.0.0.1:{ports['segmenter']}",
+        "registrar": f"127.0.0.1:{ports['registrar']}",
+        "risk": f"127.0.0.1:{ports['risk']}",
+        "retry": {"max_attempts": 20, "base_delay_s": 0.5, "max_delay_s": 5.0, "factor": 2.0},
+    }
+    raw["segmenter"] = {**(raw.get("segmenter") or {}), "grpc_port": ports["segmenter"],
+                        "triton_url": f"127.0.0.1:{ports['grpc']}"}
+    raw["registrar"] = {**(raw.get("registrar") or {}), "grpc_port": ports["registrar"]}
+    raw["risk"] = {**(raw.get("risk") or {}), "grpc_port": ports["risk"],
+                   "destinations": [{"ae_title": orthanc.aet, "host": "127.0.0.1",
+                                     "port": orthanc.dicom_port}]}
+    raw["triton"] = {**(raw.get("triton") or {}), "http_port": ports["http"],
+                     "grpc_port": ports["grpc"], "metrics_port": ports["metrics"]}
+    raw["stack"] = {**(raw.get("stack") or {}), "root": str(root), "pacs_port": ports["pacs"]}
+    return raw
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory,
+          orthanc: Orthanc) -> Iterator[tuple[StackConfig, RunningStack]]:
+    """Triton and the four services, delivering to Orthanc; the config file is in the env."""
+    root = tmp_path_factory.mktemp("stack")
+    raw = stack_config(root, orthanc)
+    path = root / "spinemets.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    previous = os.environ.get("SPINEMETS_CONFIG")
+    os.environ["SPINEMETS_CONFIG"] = str(path)
+    try:
+        config = StackConfig.load(raw)
+        with stack_running(config, with_pacs=False) as running:
+            yield config, running
+    finally:
+        if previous is None:
+            os.environ.pop("SPINEMETS_CONFIG", None)
+        else:
+            os.environ["SPINEMETS_CONFIG"] = previous

@@ -1,0 +1,198 @@
+"""Evaluation of the demo model on held-out phantoms, through the segmenter's own inference.
+
+Phantom seed ranges (:mod:`demomodel.data`): training 1_000_000.., validation 2_000_000..,
+held-out evaluation 3_000_000.. — disjoint from each other and from the small seeds the test
+suites use. Evaluation phantoms are generated on clinical grids (in-plane pixels 0.7-0.9 mm,
+slices 1-3 mm, a random cranio-caudal field of view) and segmented by
+:func:`segmenter.inference.segment` with an onnxruntime ``predict``, so the figures include
+resampling, sliding window and post-processing exactly as served.
+
+Metrics (:file:`shared/SCIENCE.md` section 8): Dice per level on the CT grid, reported for the
+levels fully inside the field of view; identification as in VerSe: a level is identified when
+the predicted label of that level has its centroid closest to the true centroid among all
+predicted vertebrae, and less than 20 mm from it.
+
+``python -m demomodel.evaluate --model triton-models/vertebrae --phantoms 3``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+import phantom
+import torch
+from scipy import ndimage
+from segmenter.inference import segment
+from segmenter.sliding import Predict, sliding_window
+from segmenter.spec import ModelSpec
+from spinemets import labels
+
+from demomodel import data
+from demomodel.data import EVALUATION_SEEDS
+
+log = logging.getLogger(__name__)
+
+#: VerSe identification: the matched predicted centroid must lie closer than this (mm).
+IDENTIFICATION_DISTANCE_MM = 20.0
+#: Acceptance threshold on the Dice of every fully visible level.
+DICE_TARGET = 0.90
+
+LEVEL_VALUES = {labels.vertebra(lv).value: lv for lv in labels.LEVELS}
+
+
+@dataclass(frozen=True)
+class CaseScore:
+    """Scores of one segmented volume."""
+
+    dice: dict[str, float]  # level -> Dice, levels fully inside the volume
+    present: tuple[str, ...]  # levels with at least one voxel inside the volume
+    identified: tuple[str, ...]
+
+
+def dice(a: npt.NDArray[np.bool_], b: npt.NDArray[np.bool_]) -> float:
+    """Dice coefficient of two masks (1.0 when both are empty)."""
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
+
+
+def _touches_border(mask: npt.NDArray[np.bool_]) -> bool:
+    return any(np.take(mask, i, axis=axis).any()
+               for axis in range(mask.ndim) for i in (0, -1))
+
+
+def _centroids(array: npt.NDArray[np.integer], spacing: Sequence[float]
+               ) -> dict[str, npt.NDArray[np.float64]]:
+    """Centroid (mm, array axes) of every vertebra level in a catalogue-valued map."""
+    values = [v for v in LEVEL_VALUES if (array == v).any()]
+    found = ndimage.center_of_mass(np.ones(array.shape), array, values)
+    return {LEVEL_VALUES[v]: np.asarray(c) * np.asarray(spacing)
+            for v, c in zip(values, found, strict=True)}
+
+
+def score(truth: npt.NDArray[np.integer], prediction: npt.NDArray[np.integer],
+          spacing: Sequence[float]) -> CaseScore:
+    """Dice per fully visible level and VerSe identification, on one grid.
+
+    ``truth`` and ``prediction`` hold catalogue values on the same grid of ``spacing``
+    (mm per array axis).
+    """
+    true_centres = _centroids(truth, spacing)
+    predicted = _centroids(prediction, spacing)
+    dices: dict[str, float] = {}
+    identified: list[str] = []
+    for level in labels.LEVELS:
+        if level not in true_centres:
+            continue
+        value = labels.vertebra(level).value
+        mask = truth == value
+        if not _touches_border(mask):
+            dices[level] = dice(mask, prediction == value)
+        if predicted:
+            distances = {p: float(np.linalg.norm(c - true_centres[level]))
+                         for p, c in predicted.items()}
+            closest = min(distances, key=lambda p: distances[p])
+            if closest == level and distances[level] < IDENTIFICATION_DISTANCE_MM:
+                identified.append(level)
+    return CaseScore(dices, tuple(lv for lv in labels.LEVELS if lv in true_centres),
+                     tuple(identified))
+
+
+def torch_predict(model: torch.nn.Module) -> Predict:
+    """``predict`` running a torch network in float32 without gradients."""
+    def predict(batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        with torch.no_grad():
+            logits: npt.NDArray[np.float32] = model(torch.from_numpy(batch)).float().numpy()
+        return logits
+    return predict
+
+
+def onnx_predict(path: Path, threads: int = 2) -> Predict:
+    """``predict`` running an ONNX model with onnxruntime on the CPU."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    def predict(batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        return np.asarray(session.run(["logits"], {"input": batch})[0], dtype=np.float32)
+    return predict
+
+
+def validate_on_model_grid(model: torch.nn.Module, normalization: data.Normalization,
+                           patch: tuple[int, int, int], cases: Sequence[data.Case]
+                           ) -> dict[str, float]:
+    """Mean Dice per level over ``cases`` already on the model grid (argmax, no post-processing)."""
+    lut = np.asarray([0, *(labels.by_name(n).value for n in data.CHANNELS[1:])], dtype=np.uint8)
+    per_level: dict[str, list[float]] = {}
+    predict = torch_predict(model)
+    for case in cases:
+        probabilities = sliding_window(normalization.apply(case.image), patch,
+                                       len(data.CHANNELS), predict)
+        prediction = lut[np.argmax(probabilities, axis=0)]
+        result = score(lut[case.target], prediction, (1.0, 1.0, 1.0))
+        for level, value in result.dice.items():
+            per_level.setdefault(level, []).append(value)
+    return {level: float(np.mean(v)) for level, v in per_level.items()}
+
+
+def evaluation_options(seed: int) -> phantom.PhantomOptions:
+    """Held-out phantom ``seed`` on a clinical grid drawn by the generator (pixels 0.6-1 mm,
+    slices 1-3 mm, 320-480 mm field of view, a random run of at least six units), 0-2 lesions."""
+    return phantom.PhantomOptions(seed=seed, lesions=seed % 3)
+
+
+def evaluate_phantom(seed: int, spec: ModelSpec, predict: Predict) -> CaseScore:
+    """Segment held-out phantom ``seed`` with :func:`segmenter.inference.segment` and score it."""
+    generated = phantom.generate(evaluation_options(seed))
+    result = segment(generated.ct, spec, predict)
+    spacing = generated.ct.geometry.spacing
+    return score(generated.vertebrae.array, result.array, (spacing[2], spacing[1], spacing[0]))
+
+
+def summarise(scores: Sequence[CaseScore]) -> dict[str, object]:
+    """Mean Dice per level, the worst Dice, and the identification rate over all cases."""
+    per_level: dict[str, list[float]] = {}
+    for case in scores:
+        for level, value in case.dice.items():
+            per_level.setdefault(level, []).append(value)
+    present = sum(len(c.present) for c in scores)
+    identified = sum(len(c.identified) for c in scores)
+    return {
+        "dice_per_level": {lv: round(float(np.mean(per_level[lv])), 4)
+                           for lv in labels.LEVELS if lv in per_level},
+        "min_dice": round(min((v for c in scores for v in c.dice.values()), default=0.0), 4),
+        "identification_rate": round(identified / present, 4) if present else None,
+        "levels_present": present,
+        "levels_identified": identified,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    parser = argparse.ArgumentParser(description="Evaluate the demo model on held-out phantoms.")
+    parser.add_argument("--model", type=Path, default=Path("triton-models/vertebrae"))
+    parser.add_argument("--phantoms", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=EVALUATION_SEEDS.start)
+    args = parser.parse_args(argv)
+    if args.first_seed not in EVALUATION_SEEDS:
+        parser.error(f"evaluation seeds must lie in {EVALUATION_SEEDS}")
+    spec = ModelSpec.load(args.model / "model.json")
+    predict = onnx_predict(args.model / spec.version / "model.onnx")
+    scores = []
+    for seed in range(args.first_seed, args.first_seed + args.phantoms):
+        case = evaluate_phantom(seed, spec, predict)
+        missed = sorted(set(case.present) - set(case.identified))
+        log.info("seed %d: Dice %s; missed %s", seed,
+                 {k: round(v, 3) for k, v in case.dice.items()}, missed)
+        scores.append(case)
+    print(json.dumps(summarise(scores), indent=2))
+
+
+if __name__ == "__main__":
+    main()

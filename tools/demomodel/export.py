@@ -1,0 +1,113 @@
+"""Export a trained checkpoint to ``triton-models/<role>/``: ``1/model.onnx`` and ``model.json``.
+
+The ONNX graph takes ``input`` float32 ``[N, 1, Z, Y, X]`` (dynamic batch N, fixed patch size)
+and returns ``logits`` float32 ``[N, C, Z, Y, X]``; onnxruntime must agree with torch within
+:data:`TOLERANCE` or the export fails. ``model.json`` follows ``docs/../MODEL_CONTRACT``: spacing,
+patch, normalisation, channel -> catalogue name, and the training provenance.
+
+``python -m demomodel.export --checkpoint .cache/demomodel/checkpoints/last.pt
+--out triton-models/vertebrae``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from demomodel import data
+from demomodel.network import NetworkConfig, build, parameter_count
+
+log = logging.getLogger(__name__)
+
+TITLE = "Phantom-trained demo model, not for clinical use"
+OPSET = 17
+#: Largest allowed absolute difference between onnxruntime and torch logits.
+TOLERANCE = 1e-3
+#: Upper bound of the committed ONNX file.
+MAX_ONNX_BYTES = 20 * 1024 * 1024
+
+
+def load(checkpoint: dict[str, Any]) -> tuple[torch.nn.Module, NetworkConfig]:
+    """The network of a checkpoint, in eval mode without deep supervision."""
+    net = checkpoint["network"]
+    config = NetworkConfig(tuple(net["patch_size_zyx"]), tuple(net["features"]),
+                           int(net["num_classes"]))
+    model = build(config)
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval(), config
+
+
+def model_description(checkpoint: dict[str, Any], config: NetworkConfig, role: str,
+                      version: str) -> dict[str, Any]:
+    """The ``model.json`` content of a checkpoint."""
+    model, _ = load(checkpoint)
+    return {
+        "name": role,
+        "version": version,
+        "role": role,
+        "title": TITLE,
+        "demo": True,
+        "architecture": f"{config.describe()}, {parameter_count(model)} parameters",
+        "orientation": "LPS",
+        "spacing_zyx": [float(s) for s in checkpoint["spacing_zyx"]],
+        "patch_size_zyx": list(config.patch_size_zyx),
+        "normalization": data.Normalization(**checkpoint["normalization"]).as_json(),
+        "labels": {str(c): name for c, name in enumerate(data.CHANNELS)},
+        "input": {"name": "input", "datatype": "FP32"},
+        "output": {"name": "logits", "datatype": "FP32"},
+        "mirror_axes": [],
+        "training": checkpoint["training"],
+    }
+
+
+def to_onnx(model: torch.nn.Module, config: NetworkConfig, path: Path) -> None:
+    """Write the ONNX graph and check it against torch on a random batch of two patches."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.randn(2, 1, *config.patch_size_zyx, generator=torch.Generator().manual_seed(0))
+    tmp = path.with_suffix(".tmp.onnx")
+    torch.onnx.export(model, (example,), str(tmp), dynamo=False, opset_version=OPSET,
+                      input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
+                      external_data=False)
+    with torch.no_grad():
+        expected = model(example).numpy()
+    session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+    actual = session.run(["logits"], {"input": example.numpy()})[0]
+    difference = float(np.abs(actual - expected).max())
+    if difference > TOLERANCE:
+        raise RuntimeError(f"onnxruntime differs from torch by {difference:.2e}")
+    if tmp.stat().st_size > MAX_ONNX_BYTES:
+        raise RuntimeError(f"ONNX file is {tmp.stat().st_size} bytes, limit {MAX_ONNX_BYTES}")
+    tmp.replace(path)
+    log.info("wrote %s (%d bytes), max |onnx - torch| = %.2e", path, path.stat().st_size,
+             difference)
+
+
+def export(checkpoint: dict[str, Any], out: Path, version: str = "1") -> None:
+    """Write ``out/<version>/model.onnx`` and ``out/model.json`` for ``checkpoint``."""
+    model, config = load(checkpoint)
+    to_onnx(model, config, out / version / "model.onnx")
+    description = model_description(checkpoint, config, out.name, version)
+    (out / "model.json").write_text(json.dumps(description, indent=2) + "\n")
+    log.info("wrote %s", out / "model.json")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    parser = argparse.ArgumentParser(description="Export the demo model to triton-models/.")
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="triton-models/<role> folder")
+    args = parser.parse_args(argv)
+    export(torch.load(args.checkpoint, weights_only=False), args.out)
+
+
+if __name__ == "__main__":
+    main()
