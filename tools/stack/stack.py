@@ -35,7 +35,7 @@ class StackSettings(Section):
     pacs_ae_title: AETitle = "PACS"
     pacs_port: Port = 11113
     #: Calling AE title of the demo sender (must be allowed by the listener).
-    sender_ae_title: AETitle = "DEMO_SCU"
+    sender_ae_title: AETitle = "SPINEMETS-DEMO"
     #: Seconds each process may take to become healthy (Triton loads and warms up models).
     startup_timeout_s: float = Field(300.0, gt=0)
     #: Seconds the demo waits for the SEG and SR at the PACS.

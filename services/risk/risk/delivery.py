@@ -67,7 +67,12 @@ def send(destination: Destination, files: Sequence[Path], calling_ae: str, timeo
         return statuses
     try:
         for n, path in enumerate(files):
-            response = assoc.send_c_store(path)
+            try:
+                response = assoc.send_c_store(path)
+            except ValueError as exc:  # the destination accepted no context for this object
+                log.warning("C-STORE impossible", extra=logs.fields(
+                    destination=destination.key, error=str(exc)))
+                break
             statuses[n] = int(response.Status) if "Status" in response else None
             if not stored(statuses[n]):
                 break
@@ -100,8 +105,8 @@ def deliver(outbox: Outbox, series_uid: str, destinations: Sequence[Destination]
         results.extend(outcome)
         missing = [d for d in outcome if not d.stored]
         if missing:
-            failed.append(f"{destination.key} ({len(missing)} of {len(outcome)} objects, "
-                          f"last status {_hex(missing[0].status)})")
+            failed.append(f"{destination.key} lacks {len(missing)} of {len(outcome)} objects "
+                          f"(status {_hex(missing[0].status)})")
     if failed:
         raise DeliveryError(f"not delivered after {attempts} attempts: {'; '.join(failed)}",
                             reason="delivery-failed")

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+from pynetdicom import AE
 from risk.assess import assess
 from risk.delivery import Sender, deliver, send
 from risk.outbox import Outbox
@@ -148,3 +150,18 @@ def test_an_entry_without_objects_delivers_nothing(tmp_path: Path, series_uid: s
 def test_a_series_without_results_is_not_found(tmp_path: Path, series_uid: str) -> None:
     with pytest.raises(FileNotFoundError, match="no results"):
         deliver(Outbox(tmp_path), series_uid, [], SENDER, 1, 0.0)
+
+
+def test_a_destination_without_segmentation_storage_raises(
+        outbox: Outbox, series_uid: str) -> None:
+    ae = AE(ae_title="CTONLY")
+    ae.add_supported_context(CTImageStorage, ExplicitVRLittleEndian)
+    server = ae.start_server(("127.0.0.1", 0), block=False)
+    assert server is not None
+    port = int(server.server_address[1])
+    try:
+        with pytest.raises(DeliveryError, match="lacks 2 of 2 objects"):
+            deliver(outbox, series_uid, [Destination(ae_title="CTONLY", host="127.0.0.1",
+                                                     port=port)], SENDER, 1, 0.0)
+    finally:
+        server.shutdown()
