@@ -28,8 +28,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import onnx
 import onnxruntime as ort
 import torch
+from onnx import TensorProto, helper, numpy_helper
+
 from demomodel.data import CHANNELS
 from demomodel.network import NetworkConfig, build
 from segmenter.spec import ModelSpec
@@ -67,6 +70,26 @@ def stand_in(folder: Path) -> None:
         "output": {"name": "logits", "datatype": "FP32"},
     }
     (folder / "model.json").write_text(json.dumps(description, indent=2))
+
+
+def transport_only(folder: Path) -> None:
+    """Replace the network by one 1x1x1 convolution with the same input and output shapes.
+
+    What is left of a Triton call is transport: the logits travel through the Python backend's
+    shared memory and gRPC, which the in-process session skips.
+    """
+    spec = ModelSpec.load(folder / "model.json")
+    shape: list[str | int] = ["N", 1, *spec.patch_size_zyx]
+    weights = np.ones((spec.num_channels, 1, 1, 1, 1), np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["input", "W"], ["logits"])], "transport",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT,
+                                       ["N", spec.num_channels, *spec.patch_size_zyx])],
+        [numpy_helper.from_array(weights, "W")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, folder / "1" / "model.onnx")
 
 
 def patches(spec: ModelSpec, count: int) -> npt.NDArray[np.float32]:
@@ -107,6 +130,8 @@ def main() -> None:
     parser.add_argument("--model-dir", type=Path, default=REPO_ROOT / "triton-models/vertebrae")
     parser.add_argument("--stand-in", action="store_true",
                         help="benchmark the demo architecture with random weights")
+    parser.add_argument("--transport-only", action="store_true",
+                        help="same shapes, trivial network: measures transport alone")
     parser.add_argument("--patches", type=int, default=16, help="patches per measurement")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4])
@@ -121,6 +146,8 @@ def main() -> None:
             stand_in(folder)
         else:
             shutil.copytree(args.model_dir, folder)
+        if args.transport_only:
+            transport_only(folder)
         write_config(folder, max_batch_size=max(args.batches), intra_op_threads=args.threads)
         spec = ModelSpec.load(folder / "model.json")
         data = patches(spec, args.patches)
@@ -136,7 +163,8 @@ def main() -> None:
             model.close()
     report = {
         "model": {"name": spec.name, "title": spec.title, "patch_size_zyx": spec.patch_size_zyx,
-                  "channels": spec.num_channels, "stand_in": args.stand_in},
+                  "channels": spec.num_channels, "stand_in": args.stand_in,
+                  "transport_only": args.transport_only},
         "machine": {"cpus": os.cpu_count(), "load_average": os.getloadavg(),
                     "platform": platform.platform(), "onnxruntime": ort.__version__},
         "intra_op_threads": args.threads,

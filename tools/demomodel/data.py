@@ -31,9 +31,6 @@ from spinemets import labels
 CHANNELS: tuple[str, ...] = ("background", *(labels.vertebra(lv).name for lv in labels.LEVELS),
                              "sacrum")
 
-#: nnU-Net's foreground percentiles used for clipping.
-CLIP_PERCENTILES = (0.5, 99.5)
-
 #: Phantom seeds, disjoint ranges far above the small seeds the test suites use.
 TRAIN_SEEDS = range(1_000_000, 2_000_000)
 VALIDATION_SEEDS = range(2_000_000, 3_000_000)
@@ -70,13 +67,9 @@ class Normalization:
                 "lower": self.lower, "upper": self.upper}
 
 
-def fit_normalization(cases: Sequence[Case]) -> Normalization:
-    """nnU-Net's dataset fingerprint: percentiles, mean and std of foreground HU."""
-    foreground = np.concatenate([c.image[c.target > 0].astype(np.float32) for c in cases])
-    lower, upper = np.percentile(foreground, CLIP_PERCENTILES)
-    return Normalization(lower=round(float(lower), 1), upper=round(float(upper), 1),
-                         mean=round(float(foreground.mean()), 2),
-                         std=round(float(foreground.std()), 2))
+#: Fixed normalisation: the whole CT range from air to dense cortex is kept (lung and soft tissue
+#: tell thoracic from lumbar levels), and 0, the sliding window's padding, is water.
+NORMALIZATION = Normalization(lower=-1000.0, upper=1500.0, mean=0.0, std=500.0)
 
 
 @dataclass(frozen=True)

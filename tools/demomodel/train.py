@@ -66,9 +66,8 @@ def train(config: TrainConfig, cache: Path) -> dict[str, Any]:
     rng = np.random.default_rng(config.seed)
     started = time.monotonic()
     cases = data.cached_cases(range(*config.train_seeds), config.spacing_zyx, cache / "phantoms")
-    normalization = data.fit_normalization(cases)
-    log.info("%d training phantoms ready in %.0f s; normalisation %s", len(cases),
-             time.monotonic() - started, normalization)
+    normalization = data.NORMALIZATION
+    log.info("%d training phantoms ready in %.0f s", len(cases), time.monotonic() - started)
     sampler = data.PatchSampler(cases, normalization, config.patch_size_zyx, rng)
     model = build(config.network)
     log.info("network: %s, %d parameters", config.network.describe(), parameter_count(model))
@@ -92,7 +91,7 @@ def train(config: TrainConfig, cache: Path) -> dict[str, Any]:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if (iteration + 1) % 25 == 0:
             log.info("iteration %d/%d loss %.4f (mean of last 25) %.1f s", iteration + 1,
                      config.iterations, float(np.mean(losses[-25:])),

@@ -43,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         options = PhantomOptions(
             seed=args.seed, full_spine=args.full_spine,
-            levels=tuple(args.levels) if args.levels else None,  # type: ignore[arg-type]
-            spacing=tuple(args.spacing) if args.spacing else None,  # type: ignore[arg-type]
+            levels=tuple(args.levels) if args.levels else None,
+            spacing=tuple(args.spacing) if args.spacing else None,
             matrix=args.matrix, lesions=args.lesions, lesion_kinds=tuple(args.lesion_kinds),
             posterior_lesions=args.posterior_lesions, compression=args.compression,
             compression_fraction=args.compression_fraction,

@@ -7,7 +7,7 @@ Arc length ``s`` along the spine curve grows caudally from 0 at the top of T1.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -73,6 +73,13 @@ class Level:
         back = np.radians(self.transverse[1])
         up = np.radians(10.0 * (1 - self.lumbar))
         return np.array([side * np.cos(back) * np.cos(up), np.sin(back) * np.cos(up), np.sin(up)])
+
+    def spinous_reach(self) -> float:
+        """Local y of the most posterior point of the spinous process."""
+        length, angle, _, tall = self.spinous
+        down = np.radians(angle)
+        start = self.canal_y + self.canal[1] + 0.3 * self.lamina
+        return float(start + length * np.cos(down) + tall / 2 * np.sin(down))
 
     def transverse_tip(self, side: int) -> Vec:
         return self.transverse_start(side) + self.transverse[0] * self.transverse_direction(side)
@@ -164,12 +171,28 @@ class Anatomy:
     tissues: Tissues
     torso: Torso
 
+    @property
+    def c7(self) -> Level:
+        """The C7 vertebra above T1: bone without a label and without ribs."""
+        t1 = self.levels[0]
+        return c7_from(t1)
+
     def level(self, name: str) -> Level:
-        return self.levels[labels.LEVELS.index(name)]
+        level: Level = self.levels[labels.LEVELS.index(name)]
+        return level
 
     def unit_s(self) -> npt.NDArray[np.float64]:
         """Arc length of the centre of each unit (levels, then the S1 body)."""
         return np.array([lv.s for lv in self.levels] + [self.sacrum.s_top + 13.0])
+
+
+def c7_from(t1: Level) -> Level:
+    """C7 (vertebra prominens) derived from T1: smaller body, wider canal, long spine."""
+    height = 0.92 * t1.height
+    return replace(t1, name="C7", index=-1, value=0, height=_f(height), width=_f(0.88 * t1.width),
+                   depth=_f(0.9 * t1.depth), s=_f(t1.s - t1.height / 2 - t1.disc_above - height / 2),
+                   disc_below=t1.disc_above, canal=(10.0, 7.0), spinous=(40.0, 20.0, 7.0, 9.0),
+                   transverse=(22.0, 10.0, 6.0))
 
 
 def _rng(seed: int, stream: int) -> np.random.Generator:
@@ -236,7 +259,7 @@ def _curve(rng: np.random.Generator, levels: list[Level], sacrum: Sacrum) -> Cur
     x = amplitude * np.sin(2 * np.pi * s / 500.0 + phase)
     y = np.cumsum(np.sin(theta)) * CURVE_STEP
     z = -np.cumsum(np.cos(theta)) * CURVE_STEP
-    at0 = int(round(-s0 / CURVE_STEP))
+    at0 = round(-s0 / CURVE_STEP)
     points = np.stack([x - x[at0], y - y[at0], z - z[at0]], axis=1)
     ez = -np.gradient(points, axis=0)
     ez /= np.linalg.norm(ez, axis=1, keepdims=True)
@@ -280,7 +303,8 @@ def _tissues(rng: np.random.Generator) -> Tissues:
     )
 
 
-def _torso(rng: np.random.Generator) -> Torso:
+def _torso(rng: np.random.Generator, reach: npt.NDArray[np.float64]) -> Torso:
+    """Torso of the units; ``reach`` is how far behind each body centre the bone goes."""
     units = np.arange(len(UNITS))
     size = rng.uniform(0.85, 1.15)
     depth = size * rng.uniform(0.9, 1.1)
@@ -293,7 +317,7 @@ def _torso(rng: np.random.Generator) -> Torso:
     my = np.interp(units, (0, 11, 13), (44, 48, 58)) * muscle
     rx = np.interp(units, (0, 11, 13, 16, 17), (16, 21, 29, 30, 24)) * muscle
     ry = np.interp(units, (0, 11, 13, 16, 17), (12, 14, 21, 22, 16)) * muscle
-    back = my + ry + 4 + 0.8 * fat_unit
+    back = np.maximum(my + ry + 4, reach + 6) + 0.8 * fat_unit
     mediastinum = np.interp(units, (0, 3, 5, 8, 10, 11), (22, 30, 55, 65, 50, 40)) * size
     return Torso(
         half_width=tuple(_f(v) for v in half_width), half_depth=tuple(_f(v) for v in half_depth),
@@ -310,5 +334,11 @@ def build(seed: int) -> Anatomy:
     levels, s_sacrum = _levels(_rng(seed, 1))
     sacrum = _sacrum(_rng(seed, 2), levels[-1], s_sacrum)
     curve = _curve(_rng(seed, 3), levels, sacrum)
+    top_y = curve.point(sacrum.s_top)[1]
+    starts = sacrum.s_top + np.cumsum((0.0, *sacrum.lengths[:-1]))
+    sacral_reach = max(curve.point(s + length)[1] - top_y + back
+                       for s, length, back in zip(starts, sacrum.lengths, sacrum.back, strict=True))
+    reach = np.array([lv.spinous_reach() for lv in levels] + [sacral_reach])
+    reach[0] = max(reach[0], c7_from(levels[0]).spinous_reach())
     return Anatomy(seed, curve, tuple(levels), sacrum, _tissues(_rng(seed, 4)),
-                   _torso(_rng(seed, 5)))
+                   _torso(_rng(seed, 5), reach))

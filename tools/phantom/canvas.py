@@ -56,7 +56,8 @@ class Canvas:
                    np.zeros(grid.shape, np.uint8), np.zeros(grid.shape, np.uint8))
 
     def fraction(self, d: F32) -> F32:
-        return np.clip(np.float32(0.5) - d / np.float32(self.ramp), 0, 1)
+        return np.asarray(np.clip(np.float32(0.5) - d / np.float32(self.ramp), 0, 1),
+                          dtype=np.float32)
 
 
 def blend(hu: F32, fraction: F32, value: float) -> None:

@@ -101,7 +101,7 @@ def generate(options: PhantomOptions) -> Phantom:
     margin = canvas.ramp
     for disc in skeleton.discs(anat, compression):
         _paint(canvas, disc.posed(pose), margin, tis.disc, Tissue.DISC)
-    for level in (skeleton.c7(anat), *anat.levels):
+    for level in (anat.c7, *anat.levels):
         _paint(canvas, skeleton.canal(anat, level).posed(pose), margin, tis.csf, Tissue.CSF)
     _paint(canvas, sacral_fluid.posed(pose), margin, tis.csf, Tissue.CSF)
     rib_voxels: dict[str, int] = {}
@@ -113,7 +113,7 @@ def generate(options: PhantomOptions) -> Phantom:
             paint_bone(canvas, block, d, 0.9 * level.cortex_hu, 0.9 * level.trabecular_hu,
                        skeleton.RIB_SHELL, (Tissue.RIB, Tissue.RIB))
             rib_voxels[name] = rib_voxels.get(name, 0) + int((d <= 0).sum())
-    c7 = skeleton.c7(anat)
+    c7 = anat.c7
     _paint_bone(canvas, skeleton.vertebra(anat, c7).posed(pose), c7.cortex_hu,
                 c7.trabecular_hu, c7.shell, None)
     posed_units = [u.posed(pose) for u in units]
@@ -121,6 +121,9 @@ def generate(options: PhantomOptions) -> Phantom:
         _paint_bone(canvas, unit, level.cortex_hu, level.trabecular_hu, level.shell,
                     level.value)
     sac = anat.sacrum
+    for ilium in skeleton.ilia(anat):
+        _paint_bone(canvas, ilium.posed(pose), sac.cortex_hu, 0.85 * sac.trabecular_hu,
+                    sac.shell, None)
     _paint_bone(canvas, sacrum.posed(pose), sac.cortex_hu, sac.trabecular_hu, sac.shell,
                 anatomy_mod.SACRUM_VALUE)
     lesion_truth = []
@@ -188,7 +191,7 @@ def _finish(canvas: Canvas, view: View, seed: int) -> npt.NDArray[np.int16]:
 
 
 def _label_map(array: npt.NDArray[np.uint8], geometry: Geometry) -> LabelMap:
-    values = [int(v) for v in np.unique(array) if v]
+    values = [int(v) for v in np.flatnonzero(np.bincount(array.ravel(), minlength=256)) if v]
     return LabelMap(array, geometry, {v: labels.by_value(v).name for v in values}, MODEL_NAME,
                     MODEL_VERSION)
 
@@ -200,7 +203,9 @@ def _lesion_truth(lesion: lesions_mod.Lesion, count: int, grid: Grid, pose: Pose
             "site": lesion.site, "centre_lps": [round(float(v), 2) for v in centre],
             "diameter_mm": round(lesion.diameter, 2), "voxels": count,
             "volume_ml": round(count * float(np.prod(grid.spacing)) / 1000, 4),
-            "hu": round(lesion.hu[0] if lesion.kind == "lytic" else lesion.hu[1], 1)}
+            "hu": {kind: round(value, 1) for kind, value in zip(("lytic", "blastic"), lesion.hu,
+                                                                 strict=True)
+                   if lesion.kind in (kind, "mixed")}}
 
 
 def _in_view(vertebrae: LabelMap) -> tuple[list[str], list[str]]:
@@ -211,7 +216,8 @@ def _in_view(vertebrae: LabelMap) -> tuple[list[str], list[str]]:
     border[:, [0, -1], :] = True
     border[:, :, [0, -1]] = True
     touching = {int(v) for v in np.unique(array[border]) if v}
-    full, partial = [], []
+    full: list[str] = []
+    partial: list[str] = []
     for unit in UNITS:
         value = labels.by_name("sacrum" if unit == "sacrum" else f"vertebra_{unit}").value
         if value in vertebrae.labels:

@@ -33,7 +33,8 @@ class Lesion:
 
     @property
     def value(self) -> int:
-        return labels.by_name(f"lesion_{self.kind}").value
+        value: int = labels.by_name(f"lesion_{self.kind}").value
+        return value
 
     @property
     def diameter(self) -> float:

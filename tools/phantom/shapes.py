@@ -10,7 +10,6 @@ from __future__ import annotations
 import abc
 import itertools
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,9 +20,9 @@ F32 = npt.NDArray[np.float32]
 Block = tuple[slice, slice, slice]
 
 
-def rotation(degrees: Sequence[float]) -> Vec:
+def rotation(degrees: npt.ArrayLike) -> Vec:
     """Rotation matrix for angles about the x, then y, then z axis (degrees)."""
-    ax, ay, az = (math.radians(a) for a in degrees)
+    ax, ay, az = (math.radians(float(a)) for a in np.asarray(degrees).ravel())
     rx = np.array([[1, 0, 0], [0, math.cos(ax), -math.sin(ax)], [0, math.sin(ax), math.cos(ax)]])
     ry = np.array([[math.cos(ay), 0, math.sin(ay)], [0, 1, 0], [-math.sin(ay), 0, math.cos(ay)]])
     rz = np.array([[math.cos(az), -math.sin(az), 0], [math.sin(az), math.cos(az), 0], [0, 0, 1]])
@@ -60,7 +59,8 @@ class Frame:
         dy = y - np.float32(self.origin[1])
         dz = z - np.float32(self.origin[2])
         a = self.axes.astype(np.float32)
-        return tuple(dx * a[0, i] + dy * a[1, i] + dz * a[2, i] for i in range(3))  # type: ignore[return-value]
+        lx, ly, lz = (dx * a[0, i] + dy * a[1, i] + dz * a[2, i] for i in range(3))
+        return lx, ly, lz
 
     def to_world(self, local: npt.ArrayLike) -> Vec:
         """Patient coordinates of local points (..., 3)."""
@@ -69,7 +69,7 @@ class Frame:
     def posed(self, pose: Pose) -> Frame:
         return Frame(pose.apply(self.origin), pose.rotation @ self.axes)
 
-    def at(self, local: Sequence[float], axes: Vec | None = None) -> Frame:
+    def at(self, local: npt.ArrayLike, axes: Vec | None = None) -> Frame:
         """A frame at a local point, with axes given in local coordinates (default: same axes)."""
         new_axes = self.axes if axes is None else self.axes @ axes
         return Frame(self.to_world(local), new_axes)
@@ -92,6 +92,16 @@ def axes_from(primary: npt.ArrayLike, hint: npt.ArrayLike, primary_index: int) -
     axes[:, (primary_index + 1) % 3] = h
     axes[:, (primary_index + 2) % 3] = third
     return axes
+
+
+def upright_axes(direction: npt.ArrayLike) -> Vec:
+    """Axes (in the parent frame) with x along ``direction`` and z as close to the parent z as
+    possible: a box with these axes stands upright."""
+    x = np.asarray(direction, dtype=np.float64)
+    x = x / np.linalg.norm(x)
+    z = np.array([0.0, 0.0, 1.0]) - x[2] * x
+    z /= np.linalg.norm(z)
+    return np.stack([x, np.cross(z, x), z], axis=1)
 
 
 def ellipse_distance(x: F32, y: F32, a: float | F32, b: float | F32) -> F32:
@@ -191,7 +201,7 @@ class EllipticSlab(Primitive):
     def local_distance(self, x: F32, y: F32, z: F32) -> F32:
         mid, half = (self.z0 + self.z1) / 2, (self.z1 - self.z0) / 2
         dz = np.abs(z - np.float32(mid)) - np.float32(half)
-        return np.maximum(ellipse_distance(x, y, self.a, self.b), dz)
+        return np.asarray(np.maximum(ellipse_distance(x, y, self.a, self.b), dz), dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -231,7 +241,7 @@ class VertebralBody(Primitive):
         cross = np.maximum(ellipse_distance(x, y, a, b), y - np.float32(self.flat * self.b))
         rho2 = np.minimum((x / np.float32(self.a)) ** 2 + (y / np.float32(self.b)) ** 2, 1)
         endplate = half * (1 - np.float32(self.concavity) * (1 - rho2))
-        return np.maximum(cross, np.abs(z) - endplate)
+        return np.asarray(np.maximum(cross, np.abs(z) - endplate), dtype=np.float32)
 
 
 @dataclass(frozen=True)

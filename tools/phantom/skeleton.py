@@ -6,7 +6,7 @@ y posterior, z cranial along the curve), so each level follows the kyphosis and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from phantom.shapes import (
     VertebralBody,
     axes_from,
     capsule,
+    upright_axes,
 )
 
 SIDES = (1, -1)  # patient left, right
@@ -44,16 +45,6 @@ def _box(frame: Frame, centre: Vec, half: tuple[float, float, float],
     return RoundBox(frame.at(centre, axes), half, 0.9 * min(half))
 
 
-def c7(anatomy: Anatomy) -> Level:
-    """The C7 vertebra above T1: bone without a label and without ribs."""
-    t1 = anatomy.levels[0]
-    height = 0.92 * t1.height
-    return replace(t1, name="C7", index=-1, value=0, height=height, width=0.88 * t1.width,
-                   depth=0.9 * t1.depth, s=t1.s - t1.height / 2 - t1.disc_above - height / 2,
-                   disc_below=t1.disc_above, canal=(10.0, 7.0), spinous=(40.0, 20.0, 7.0, 9.0),
-                   transverse=(22.0, 10.0, 6.0))
-
-
 def vertebra(anatomy: Anatomy, level: Level, compression: Compression | None = None) -> Solid:
     """Body, pedicles, laminae, spinous and transverse processes, facets; canal carved out."""
     f = anatomy.curve.frame(level.s)
@@ -73,12 +64,12 @@ def vertebra(anatomy: Anatomy, level: Level, compression: Compression | None = N
         along = np.append(p2 - p1, 0.0)
         half_len = float(np.linalg.norm(along)) / 2 + lt / 2
         parts.append(_box(f, np.append((p1 + p2) / 2, -0.05 * h), (half_len, lt / 2, 0.42 * h),
-                          axes_from(along, [0, 0, 1], 0)))
+                          upright_axes(along)))
         start, direction = level.transverse_start(side), level.transverse_direction(side)
         length, _, thick = level.transverse
         parts.append(_box(f, start + direction * (length - 2) / 2,
                           (length / 2 + 1, thick / 2, 4.5 + level.lumbar),
-                          axes_from(direction, [0, 0, 1], 0)))
+                          upright_axes(direction)))
         top = h / 2 + level.disc_above / 2 - 1.5
         bottom = -h / 2 - level.disc_below / 2 + 1.5
         parts.append(_box(f, np.array([side * (rx + pw / 2 + 1), cy + 0.1 * ry + 2,
@@ -108,7 +99,7 @@ def canal(anatomy: Anatomy, level: Level) -> Solid:
 
 def discs(anatomy: Anatomy, compression: Compression | None = None) -> list[Solid]:
     """Intervertebral discs C7-T1 .. L5-S1; they fill the space left by a compressed body."""
-    levels = [c7(anatomy), *anatomy.levels]
+    levels = [anatomy.c7, *anatomy.levels]
     sac = anatomy.sacrum
     out = []
     for i, upper in enumerate(levels):
@@ -207,3 +198,52 @@ def sacrum(anatomy: Anatomy) -> tuple[Solid, Solid]:
         s += length
     assert fluid is not None
     return Solid(tuple(parts), tuple(holes)), fluid
+
+
+#: Iliac wing: a quarter ellipse (half axes x, y in mm) from the sacroiliac joint, 6 mm
+#: lateral to the S1 ala, to the anterior superior iliac spine; its crest and lower border
+#: (mm from the S1 endplate, vertical) along the arc, and its thickness.
+_ILIUM_RADII = (60.0, 72.0)
+_ILIUM_SEGMENTS = 8
+
+
+def _ilium_profile(u: float) -> tuple[float, float, float]:
+    """Top, bottom and thickness of the iliac wing at fraction ``u`` of its arc."""
+    top = 28.0 + 18.0 * np.sin(np.pi * min(u * 1.3, 1.0)) + 4.0 * u
+    bottom = -75.0 + 60.0 * u ** 2
+    thickness = max(16.0 - 30.0 * u, 6.0)
+    return top, bottom, thickness
+
+
+def ilia(anatomy: Anatomy) -> list[Solid]:
+    """Left and right iliac wings (unlabelled bone) beside the sacrum, upright in the pelvis.
+
+    The pelvis turns with the sacrum: the frame is the S1 frame tilted back by 40 degrees,
+    so a steeper sacral slope tilts the wings forwards.
+    """
+    sac = anatomy.sacrum
+    s1 = anatomy.curve.frame(sac.s_top)
+    tilt = np.radians(-40.0)
+    upright = np.array([[1.0, 0.0, 0.0],
+                        [0.0, np.cos(tilt), -np.sin(tilt)],
+                        [0.0, np.sin(tilt), np.cos(tilt)]])
+    pelvis = Frame(s1.origin, s1.axes @ upright)
+    rx, ry = _ILIUM_RADII
+    u = np.linspace(0.0, 1.0, _ILIUM_SEGMENTS + 1)
+    angle = np.pi / 2 * (1 - u)
+    arc_y = 14.0 - ry + ry * np.sin(angle)
+    arc_x = sac.half_widths[0] + 6.0 + rx * np.cos(angle)
+    out = []
+    for side in SIDES:
+        parts: list[Primitive] = []
+        for k in range(_ILIUM_SEGMENTS):
+            start = np.array([side * arc_x[k], arc_y[k]])
+            end = np.array([side * arc_x[k + 1], arc_y[k + 1]])
+            top, bottom, thickness = _ilium_profile(float(u[k] + u[k + 1]) / 2)
+            along = np.append(end - start, 0.0)
+            centre = np.append((start + end) / 2, (top + bottom) / 2)
+            half = (float(np.linalg.norm(along)) / 2 + 1.0, thickness / 2, (top - bottom) / 2)
+            parts.append(RoundBox(pelvis.at(centre, upright_axes(along)), half,
+                                  0.9 * thickness / 2))
+        out.append(Solid(tuple(parts)))
+    return out

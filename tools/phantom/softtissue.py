@@ -38,7 +38,8 @@ class Table:
     def lookup(self, z: F32) -> npt.NDArray[np.intp]:
         n = len(next(iter(self.columns.values())))
         k = np.rint((z - np.float32(self.z0)) / np.float32(TABLE_STEP))
-        return np.clip(k, 0, n - 1).astype(np.intp)
+        rows: npt.NDArray[np.intp] = np.clip(k, 0, n - 1).astype(np.intp)
+        return rows
 
 
 def _bump(s: npt.NDArray[np.float64], start: float, peak: float, end: float,
@@ -64,7 +65,7 @@ def table(anatomy: Anatomy) -> Table:
     unit_s = anatomy.unit_s()
 
     def per_unit(values: npt.ArrayLike) -> npt.NDArray[np.float64]:
-        return np.interp(s_at, unit_s, np.asarray(values, dtype=np.float64))
+        return np.asarray(np.interp(s_at, unit_s, np.asarray(values, dtype=np.float64)))
 
     thorax = np.array([thorax_ellipse(anatomy, i) for i in range(len(unit_s))])
     thorax[12:] = thorax[11]
@@ -125,8 +126,9 @@ def _to_anatomy(pose: Pose, x: F32, y: F32, z: F32) -> tuple[F32, F32, F32]:
     rot = pose.rotation.astype(np.float32)
     shift = (pose.pivot + pose.translation).astype(np.float32)
     px, py, pz = x - shift[0], y - shift[1], z - shift[2]
-    return tuple(px * rot[0, i] + py * rot[1, i] + pz * rot[2, i]  # type: ignore[return-value]
-                 + np.float32(pose.pivot[i]) for i in range(3))
+    ax, ay, az = (px * rot[0, i] + py * rot[1, i] + np.float32(pose.pivot[i]) + pz * rot[2, i]
+                  for i in range(3))
+    return ax, ay, az
 
 
 def _body_block(grid: Grid, block: Block, pose: Pose, tab: Table) -> Block | None:
@@ -251,8 +253,9 @@ def _paint_lungs(canvas: Canvas, anatomy: Anatomy, all_vox: _Voxels, hu: F32,
     ex, ey = vox.col("rib_rx") - np.float32(7), vox.col("rib_ry") - np.float32(7)
     w, dep, tip = vox.col("spine_w"), vox.col("spine_d"), vox.col("tip_x")
     ant = cy - ey
-    med = ellipse_distance(dx - np.float32(8), dy - (-dep - 2 + ant) / 2, vox.col("mediastinum"),
-                           np.maximum((-dep - 2 - ant) / 2 + 5, 5))
+    half = np.float32(0.5)
+    med = ellipse_distance(dx - np.float32(8), dy - (ant - dep - 2) * half, vox.col("mediastinum"),
+                           np.maximum((-dep - 2 - ant) * half + 5, np.float32(5)))
     adx = np.abs(dx)
     lung = np.maximum(-med, -np.maximum(adx - (w + 6), -dep - 8 - dy))
     lung = np.maximum(lung, -np.maximum(adx - (tip + 4), -dy))

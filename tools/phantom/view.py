@@ -78,7 +78,7 @@ def _units(options: PhantomOptions, draws: _Draws) -> tuple[int, int]:
 
 
 def _round(values: Sequence[float] | Vec, digits: int) -> Vec:
-    return np.round(np.asarray(values, dtype=np.float64), digits)
+    return np.asarray(np.round(np.asarray(values, dtype=np.float64), digits), dtype=np.float64)
 
 
 def resolve(options: PhantomOptions, anatomy: Anatomy, units: Sequence[Solid]) -> View:
@@ -120,10 +120,7 @@ def resolve(options: PhantomOptions, anatomy: Anatomy, units: Sequence[Solid]) -
                                 for i in idx]))
         depth = 2 * max(anatomy.torso.half_depth[i] for i in idx)
         offset = body_y if columns * spacing[1] > depth + 40 else 15.0
-        if options.size is None:
-            z_centre = (z_lo + z_hi) / 2
-        else:
-            z_centre = float(pose.apply(pivot)[2])
+        z_centre = (z_lo + z_hi) / 2 if options.size is None else float(pose.apply(pivot)[2])
         centre = _round([pivot[0] + draws.jitter[0], pivot[1] + offset + draws.jitter[1],
                          z_centre], 3)
     shape = (slices, rows, columns)

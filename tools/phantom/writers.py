@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import numpy.typing as npt
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian
 
 from phantom.generator import Phantom
 from spinemets.geometry import CT_IMAGE_STORAGE, Geometry
@@ -88,8 +88,8 @@ def write_dicom_series(phantom: Phantom, out_dir: Path, *, patient_id: str, pati
 
 def _file_meta(instance_uid: str) -> FileMetaDataset:
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
-    meta.MediaStorageSOPInstanceUID = instance_uid
+    meta.MediaStorageSOPClassUID = UID(CT_IMAGE_STORAGE)
+    meta.MediaStorageSOPInstanceUID = UID(instance_uid)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     return meta
@@ -115,7 +115,7 @@ def _series_dataset(phantom: Phantom, geometry: Geometry) -> Dataset:
     ds.BurnedInAnnotation = "NO"
     ds.LossyImageCompression = "00"
     columns, rows, _ = geometry.size
-    col_spacing, row_spacing, slice_spacing = geometry.spacing
+    col_spacing, row_spacing, _ = geometry.spacing
     ds.ImageOrientationPatient = [_ds(v) for v in (*geometry.direction[:, 0],
                                                    *geometry.direction[:, 1])]
     ds.PixelSpacing = [_ds(row_spacing), _ds(col_spacing)]
@@ -158,10 +158,11 @@ def write_nifti(phantom: Phantom, out_dir: Path) -> list[Path]:
         "ct": phantom.ct.array, "vertebrae": phantom.vertebrae.array,
         "muscles": phantom.muscles.array, "lesions": phantom.lesions.array}
     for name, array in volumes.items():
-        image = nib.Nifti1Image(np.ascontiguousarray(array.transpose(2, 1, 0)), affine)
-        image.set_qform(affine, code=1)
-        image.set_sform(affine, code=1)
-        image.header.set_xyzt_units("mm")
+        image = nib.Nifti1Image(np.ascontiguousarray(array.transpose(2, 1, 0)),  # type: ignore[no-untyped-call]
+                                affine)
+        image.set_qform(affine, code=1)  # type: ignore[no-untyped-call]
+        image.set_sform(affine, code=1)  # type: ignore[no-untyped-call]
+        image.header.set_xyzt_units("mm")  # type: ignore[no-untyped-call]
         if name != "ct":
             image.header["intent_name"] = b"labels"
         path = out_dir / f"{name}.nii.gz"

@@ -43,7 +43,8 @@ class Geometry:
     def index_to_patient(self, ijk: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Patient coordinates (LPS mm) of voxel indices (column, row, slice), shape (..., 3)."""
         scaled = np.asarray(ijk, dtype=np.float64) * np.asarray(self.spacing)
-        return np.asarray(self.origin) + scaled @ self.direction.T
+        patient: npt.NDArray[np.float64] = np.asarray(self.origin) + scaled @ self.direction.T
+        return patient
 
     def slice_positions(self) -> npt.NDArray[np.float64]:
         """Image Position (Patient) of each slice, shape (slices, 3)."""
@@ -90,20 +91,30 @@ def _position(ds: Dataset) -> npt.NDArray[np.float64]:
     return ipp
 
 
-def _hu(ds: Dataset) -> npt.NDArray[np.float64]:
+def _stored(ds: Dataset) -> npt.NDArray[np.float64]:
+    """The decoded stored values (not yet rescaled)."""
     if "PixelData" not in ds:
         raise InputError(f"instance {ds.SOPInstanceUID} has no pixel data",
                          reason="missing-pixel-data")
     try:
-        pixels = ds.pixel_array.astype(np.float64)
+        return np.asarray(ds.pixel_array, dtype=np.float64)
     except Exception as exc:  # pydicom raises many types for undecodable data
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown")
         raise InputError(f"pixel data of {ds.SOPInstanceUID} cannot be decoded "
                          f"(transfer syntax {syntax}): {exc}",
                          reason="undecodable-pixel-data") from None
-    slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
-    intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
-    return pixels * slope + intercept
+
+
+def _rescale(item: Dataset) -> tuple[float, float]:
+    """Rescale slope and intercept of a dataset or a Pixel Value Transformation item."""
+    slope = float(item.get("RescaleSlope", 1.0) or 1.0)
+    intercept = float(item.get("RescaleIntercept", 0.0) or 0.0)
+    return slope, intercept
+
+
+def _hu(ds: Dataset) -> npt.NDArray[np.float64]:
+    slope, intercept = _rescale(ds)
+    return _stored(ds) * slope + intercept
 
 
 def order_slices(slices: Sequence[Dataset]) -> tuple[list[int], Geometry]:
@@ -205,7 +216,11 @@ def assemble_enhanced_ct(ds: Dataset) -> Volume:
         return first
 
     planes: list[Dataset] = []
+    rescales: list[tuple[float, float]] = []
     for n, frame in enumerate(frames):
+        transform = frame.get("PixelValueTransformationSequence") or shared.get(
+            "PixelValueTransformationSequence")
+        rescales.append(_rescale(transform[0] if transform else ds))
         plane = Dataset()
         plane.ImageOrientationPatient = item(frame, "PlaneOrientationSequence",
                                              n).ImageOrientationPatient
@@ -214,8 +229,10 @@ def assemble_enhanced_ct(ds: Dataset) -> Volume:
         plane.Rows, plane.Columns = ds.Rows, ds.Columns
         planes.append(plane)
     order, geometry = order_slices(planes)
-    hu = _hu(ds)
-    if hu.ndim == 2:
-        hu = hu[None]
+    stored = _stored(ds)
+    if stored.ndim == 2:
+        stored = stored[None]
+    slopes, intercepts = (np.asarray(v)[:, None, None] for v in zip(*rescales, strict=True))
+    hu = stored * slopes + intercepts
     uids = tuple(f"{ds.SOPInstanceUID}#{i + 1}" for i in order)
     return Volume(_to_int16(hu[order]), geometry, uids, ENHANCED_CT_IMAGE_STORAGE)

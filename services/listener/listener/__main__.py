@@ -8,12 +8,12 @@ import sys
 import threading
 
 from pydicom import config as pydicom_config
-from spinemets import logs
-from spinemets.config import CommonSettings, load_section, read_raw
-from spinemets.errors import ConfigError
 
 from listener.app import Listener
 from listener.settings import Settings
+from spinemets import logs
+from spinemets.config import CommonSettings, load_section, read_raw
+from spinemets.errors import ConfigError
 
 log = logging.getLogger("listener")
 

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 from pynetdicom.transport import ThreadedAssociationServer
-from spinemets import logs
 
 from listener import server
 from listener.completion import Completion
@@ -19,6 +18,7 @@ from listener.runner import Runner
 from listener.settings import Settings
 from listener.spool import Spool
 from listener.steps import Peers
+from spinemets import logs
 
 log = logging.getLogger(__name__)
 

@@ -16,15 +16,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
-from spinemets import logs
-from spinemets.errors import InputError
-from spinemets.geometry import CT_IMAGE_STORAGE, ENHANCED_CT_IMAGE_STORAGE, Volume, assemble_ct
 
-from listener import volumes
+from listener import volume_cache
 from listener.db import Database, Series, SeriesState
 from listener.routing import SeriesAttributes, route
 from listener.settings import Rule
 from listener.spool import Spool, publish
+from spinemets import logs
+from spinemets.errors import InputError
+from spinemets.geometry import CT_IMAGE_STORAGE, ENHANCED_CT_IMAGE_STORAGE, Volume, assemble_ct
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class Completion:
     def _evaluate(self, series: Series) -> Evaluation:
         try:
             paths = self.spool.instance_paths(series.study_uid, series.series_uid)
-            return evaluate(volumes.read_datasets(paths), self.rules)
+            return evaluate(volume_cache.read_datasets(paths), self.rules)
         except InputError as exc:
             return Evaluation(SeriesState.QUARANTINED, f"{exc.reason}: {exc}")
         except Exception as exc:
@@ -127,7 +127,7 @@ class Completion:
         outcome = self._evaluate(series)
         study, uid = series.study_uid, series.series_uid
         volume_path = self.spool.volume_path(study, uid)
-        staged = (volumes.stage(outcome.volume, volume_path)
+        staged = (volume_cache.stage(outcome.volume, volume_path)
                   if outcome.volume is not None else None)
         try:
             with self.spool.lock:

@@ -11,13 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-from spinemets.geometry import Volume, assemble_ct
-from spinemets.grpcutil import CHUNK_BYTES, array_chunks, geometry_to_proto, guarded
-from spinemets.v1 import listener_pb2, listener_pb2_grpc, volume_pb2
 
-from listener import volumes
+from listener import volume_cache
 from listener.db import Database, Series, SeriesState
 from listener.spool import Spool, check_uid, publish
+from spinemets import volumes
+from spinemets.geometry import Volume, assemble_ct
+from spinemets.grpcutil import CHUNK_BYTES, guarded
+from spinemets.v1 import listener_pb2, listener_pb2_grpc, volume_pb2
 
 
 def instance_chunks(paths: list[Path]) -> Iterator[listener_pb2.InstanceChunk]:
@@ -28,17 +29,6 @@ def instance_chunks(paths: list[Path]) -> Iterator[listener_pb2.InstanceChunk]:
             yield listener_pb2.InstanceChunk(
                 sop_instance_uid=path.stem if start == 0 else "",
                 data=data[start:start + CHUNK_BYTES], last=start + CHUNK_BYTES >= len(data))
-
-
-def volume_chunks(volume: Volume) -> Iterator[volume_pb2.VolumeChunk]:
-    """The volume header on the first chunk, then the int16 voxels in C order."""
-    header = volume_pb2.VolumeHeader(
-        geometry=geometry_to_proto(volume.geometry),
-        dtype=volume.array.dtype.newbyteorder("<").str,
-        slice_instance_uids=list(volume.slice_instance_uids),
-        sop_class_uid=volume.sop_class_uid)
-    for n, data in enumerate(array_chunks(volume.array)):
-        yield volume_pb2.VolumeChunk(header=header if n == 0 else None, data=data)
 
 
 class DataService(listener_pb2_grpc.DataServiceServicer):
@@ -59,10 +49,10 @@ class DataService(listener_pb2_grpc.DataServiceServicer):
         """The cached volume, or assemble it now and cache it if the series did not change."""
         path = self.spool.volume_path(series.study_uid, series.series_uid)
         if path.exists():
-            return volumes.load(path)
+            return volume_cache.load(path)
         paths = self.spool.instance_paths(series.study_uid, series.series_uid)
-        volume = assemble_ct(volumes.read_datasets(paths))
-        staged = volumes.stage(volume, path)
+        volume = assemble_ct(volume_cache.read_datasets(paths))
+        staged = volume_cache.stage(volume, path)
         try:
             with self.spool.lock:
                 current = self.db.series(series.series_uid)
@@ -85,7 +75,7 @@ class DataService(listener_pb2_grpc.DataServiceServicer):
     @guarded
     def StreamVolume(self, request: volume_pb2.SeriesRef,  # noqa: N802
                      context: grpc.ServicerContext) -> Iterator[volume_pb2.VolumeChunk]:
-        return volume_chunks(self.volume(self._series(request)))
+        return volumes.to_chunks(self.volume(self._series(request)))
 
     @guarded
     def GetSeriesInfo(self, request: volume_pb2.SeriesRef,  # noqa: N802

@@ -207,12 +207,6 @@ class Database:
                                      "WHERE series_uid = ?", (series_uid,)).fetchone()
         return _series(row) if row else None
 
-    def all_series(self) -> list[Series]:
-        with self._lock:
-            rows = self._conn.execute(f"SELECT {_SERIES_COLUMNS} FROM series s "
-                                      "ORDER BY first_received").fetchall()
-        return [_series(r) for r in rows]
-
     def idle_series(self, received_before: float) -> list[Series]:
         """Receiving series whose last instance arrived before ``received_before``."""
         with self._lock:
@@ -275,12 +269,6 @@ class Database:
                  now))
         assert cursor.lastrowid is not None
         return cursor.lastrowid
-
-    def job(self, job_id: int) -> Job | None:
-        with self._lock:
-            row = self._conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs j JOIN series s "
-                                     "USING (series_uid) WHERE j.id = ?", (job_id,)).fetchone()
-        return _job(row) if row else None
 
     def jobs(self, series_uid: str | None = None) -> list[Job]:
         query = f"SELECT {_JOB_COLUMNS} FROM jobs j JOIN series s USING (series_uid)"

@@ -11,12 +11,12 @@ import logging
 import time
 
 from pydicom.dataset import Dataset
-from spinemets import logs
-from spinemets.errors import InputError
-from spinemets.phi import patient_key
 
 from listener.db import Database, InstanceHeader, SeriesState
 from listener.spool import Spool, check_uid
+from spinemets import logs
+from spinemets.errors import InputError
+from spinemets.phi import patient_key
 
 log = logging.getLogger(__name__)
 

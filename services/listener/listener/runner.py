@@ -18,13 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import grpc
-from spinemets import grpcutil, logs
-from spinemets.errors import DeliveryError, SpineMetsError
 
 from listener import steps
 from listener.db import Database, Job, JobState
 from listener.settings import RetryPolicy
 from listener.spool import Spool
+from spinemets import grpcutil, logs
+from spinemets.errors import DeliveryError, SpineMetsError
 
 log = logging.getLogger(__name__)
 

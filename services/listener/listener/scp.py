@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pynetdicom.events import Event
-from spinemets import logs
-from spinemets.errors import InputError
 
 from listener import intake
 from listener.db import Database
 from listener.settings import Caller
 from listener.spool import Spool
+from spinemets import logs
+from spinemets.errors import InputError
 
 log = logging.getLogger(__name__)
 

@@ -17,14 +17,14 @@ from pydicom.uid import (
 )
 from pynetdicom import AE, evt
 from pynetdicom.transport import ThreadedAssociationServer
-from spinemets import grpcutil
-from spinemets.v1 import listener_pb2_grpc
 
 from listener import scp
 from listener.data_service import DataService
 from listener.db import Database
 from listener.settings import Settings
 from listener.spool import Spool
+from spinemets import grpcutil
+from spinemets.v1 import listener_pb2_grpc
 
 #: Transfer syntaxes accepted for storage. Pixel data that cannot be decoded later quarantines
 #: the series ("undecodable-pixel-data"); it is never refused at the door.

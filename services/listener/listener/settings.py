@@ -8,6 +8,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, IPvAnyNetwork, model_validator
 from pydicom.uid import RE_VALID_UID
+
 from spinemets.config import Section
 
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5 AE VR: no backslash or controls

@@ -20,6 +20,7 @@ import threading
 from pathlib import Path
 
 from pydicom.uid import RE_VALID_UID
+
 from spinemets.errors import InputError
 
 VOLUME_FILE = "volume.npz"

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import grpc
 from google.protobuf import json_format
+
+from listener.db import Job, Prior, Series
+from listener.settings import Settings
 from spinemets import grpcutil, labelmaps
 from spinemets.errors import DeliveryError, SpineMetsError
 from spinemets.v1 import (
@@ -23,9 +26,6 @@ from spinemets.v1 import (
     segmenter_pb2_grpc,
     volume_pb2,
 )
-
-from listener.db import Job, Prior, Series
-from listener.settings import Settings
 
 LABEL_MAP_GLOB = "labelmap-*.npz"
 ASSESSMENT_FILE = "assessment.json"

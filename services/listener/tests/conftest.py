@@ -11,8 +11,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # the test kit module beside this file
 
-from listener.app import Listener
 from listener_testkit import PSEUDONYM_KEY, Downstream, listener_settings
+
+from listener.app import Listener
 
 
 @pytest.fixture

@@ -10,11 +10,17 @@ from typing import Any
 
 import grpc
 import numpy as np
-from listener.settings import Settings
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import (
+    CTImageStorage,
+    EnhancedCTImageStorage,
+    ExplicitVRLittleEndian,
+    generate_uid,
+)
 from pynetdicom import AE
-from spinemets import grpcutil, labelmaps
+
+from listener.settings import Settings
+from spinemets import grpcutil, labelmaps, volumes
 from spinemets.labels import vertebra
 from spinemets.v1 import (
     listener_pb2_grpc,
@@ -68,10 +74,54 @@ def ct_series(slices: int = 8, rows: int = 12, columns: int = 10, thickness: flo
     return datasets
 
 
+def enhanced_ct(frames: int = 6, rows: int = 12, columns: int = 10) -> Dataset:
+    """One Enhanced CT instance holding the frames of ``ct_series`` (same geometry and pixels);
+    geometry and rescale in the functional groups, as the Enhanced CT IOD puts them."""
+    slices = ct_series(slices=frames, rows=rows, columns=columns)
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = EnhancedCTImageStorage
+    ds.SOPClassUID, ds.SOPInstanceUID = EnhancedCTImageStorage, generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID",
+                    "PatientName", "PatientID", "IssuerOfPatientID", "StudyDate", "StudyTime",
+                    "Modality", "SeriesDescription", "SeriesNumber", "Rows", "Columns",
+                    "SamplesPerPixel", "PhotometricInterpretation", "BitsAllocated",
+                    "BitsStored", "HighBit", "PixelRepresentation"):
+        setattr(ds, keyword, getattr(slices[0], keyword))
+    ds.InstanceNumber, ds.NumberOfFrames = 1, frames
+    measures = Dataset()
+    measures.PixelSpacing, measures.SliceThickness = slices[0].PixelSpacing, 2.5
+    plane = Dataset()
+    plane.ImageOrientationPatient = slices[0].ImageOrientationPatient
+    rescale = Dataset()
+    rescale.RescaleIntercept, rescale.RescaleSlope, rescale.RescaleType = -1024, 1, "HU"
+    shared = Dataset()
+    shared.PixelMeasuresSequence, shared.PlaneOrientationSequence = [measures], [plane]
+    shared.PixelValueTransformationSequence = [rescale]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    per_frame = []
+    for frame in slices:
+        position = Dataset()
+        position.ImagePositionPatient = frame.ImagePositionPatient
+        item = Dataset()
+        item.PlanePositionSequence = [position]
+        per_frame.append(item)
+    ds.PerFrameFunctionalGroupsSequence = per_frame
+    ds.PixelData = b"".join(frame.PixelData for frame in slices)
+    return ds
+
+
 def expected_hu(datasets: Sequence[Dataset]) -> np.ndarray:
     """The HU array a correct assembly of ``ct_series`` output gives, sorted along +z."""
     ordered = sorted(datasets, key=lambda ds: float(ds.ImagePositionPatient[2]))
     return np.stack([ds.pixel_array.astype(np.int32) - 1024 for ds in ordered]).astype(np.int16)
+
+
+def expected_enhanced_hu(ds: Dataset) -> np.ndarray:
+    """The HU array of ``enhanced_ct`` output sorted along +z (its frames run head to feet)."""
+    return (ds.pixel_array.astype(np.int32) - 1024)[::-1].astype(np.int16)
 
 
 def write_files(datasets: Sequence[Dataset], directory: Path) -> list[Path]:
@@ -158,10 +208,8 @@ class FakeSegmenter(segmenter_pb2_grpc.SegmenterServiceServicer):
         self.requests.append(request)
         with grpcutil.channel(request.data_service) as ch:
             stub = listener_pb2_grpc.DataServiceStub(ch)  # type: ignore[no-untyped-call]
-            chunks = list(stub.StreamVolume(request.series, timeout=10))
-        geometry = grpcutil.geometry_from_proto(chunks[0].header.geometry)
-        hu = grpcutil.array_from_chunks([c.data for c in chunks], chunks[0].header.dtype,
-                                        geometry)
+            volume = volumes.from_chunks(stub.StreamVolume(request.series, timeout=10))
+        hu, geometry = volume.array, volume.geometry
         label = vertebra("L1")
         array = np.where(hu > -900, label.value, 0).astype(np.uint8)
         yield from labelmaps.to_chunks(labelmaps.LabelMap(

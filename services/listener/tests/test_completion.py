@@ -10,13 +10,21 @@ from collections.abc import Callable
 import numpy as np
 import pydicom
 import pytest
-from listener import volumes
-from listener.app import Listener
-from listener.db import JobState, SeriesState
-from listener_testkit import ct_series, expected_hu, send, wait_for
+from listener_testkit import (
+    ct_series,
+    enhanced_ct,
+    expected_enhanced_hu,
+    expected_hu,
+    send,
+    wait_for,
+)
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEG2000, ExplicitVRLittleEndian
+
+from listener import volume_cache
+from listener.app import Listener
+from listener.db import JobState, SeriesState
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +52,7 @@ def test_series_completes_after_the_idle_time(start_listener: StartListener) -> 
     assert (job.rule, job.roles) == ("ct-spine", ("vertebrae",))
     record = app.db.series(uid)
     assert record is not None and record.instance_count == 6
-    cached = volumes.load(app.spool.volume_path(series[0].StudyInstanceUID, uid))
+    cached = volume_cache.load(app.spool.volume_path(series[0].StudyInstanceUID, uid))
     np.testing.assert_array_equal(cached.array, expected_hu(series))
     assert cached.geometry.size == (10, 12, 6)
     assert cached.geometry.spacing == pytest.approx((0.8, 0.7, 2.5))
@@ -150,7 +158,46 @@ def test_missing_slice_arriving_late_brings_the_series_back(
     send([series[4]], app.dicom_port)
     settled(app, uid, SeriesState.PROCESSED)
     assert not app.spool.quarantine_dir(uid).exists()
-    volume = volumes.load(app.spool.volume_path(series[0].StudyInstanceUID, uid))
+    volume = volume_cache.load(app.spool.volume_path(series[0].StudyInstanceUID, uid))
     np.testing.assert_array_equal(volume.array, expected_hu(series))
     wait_for(lambda: [j.state for j in app.db.jobs(uid)] == [JobState.DELIVERED],
              what="job delivered")
+
+
+def test_enhanced_ct_instance_is_routed_by_frames_and_assembled(
+        start_listener: StartListener) -> None:
+    app = start_listener()
+    instance = enhanced_ct(frames=6)
+    assert send([instance], app.dicom_port) == [0x0000]
+    uid = instance.SeriesInstanceUID
+    settled(app, uid, SeriesState.PROCESSED)  # 1 instance, 6 frames: rule needs >= 5 slices
+    volume = volume_cache.load(app.spool.volume_path(instance.StudyInstanceUID, uid))
+    assert volume.geometry.size == (10, 12, 6)
+    assert volume.geometry.spacing == pytest.approx((0.8, 0.7, 2.5))
+    assert volume.geometry.origin == pytest.approx((-40.0, -30.0, 100.0 - 5 * 2.5))
+    assert volume.slice_instance_uids == tuple(f"{instance.SOPInstanceUID}#{n}"
+                                               for n in range(6, 0, -1))
+    assert volume.array.shape == (6, 12, 10)
+
+
+def test_enhanced_ct_frames_are_rescaled_to_hu(start_listener: StartListener) -> None:
+    app = start_listener()
+    instance = enhanced_ct(frames=6)
+    send([instance], app.dicom_port)
+    uid = instance.SeriesInstanceUID
+    settled(app, uid, SeriesState.PROCESSED)
+    volume = volume_cache.load(app.spool.volume_path(instance.StudyInstanceUID, uid))
+    np.testing.assert_array_equal(volume.array, expected_enhanced_hu(instance))
+
+
+def test_series_received_before_a_restart_is_completed_after_it(
+        start_listener: StartListener) -> None:
+    first = start_listener(completion_idle_s=60.0)
+    series = ct_series(slices=6)
+    uid = series[0].SeriesInstanceUID
+    send(series, first.dicom_port)
+    first.stop()  # acknowledged, not yet complete
+    second = start_listener()
+    settled(second, uid, SeriesState.PROCESSED)
+    record = second.db.series(uid)
+    assert record is not None and record.instance_count == 6

@@ -8,9 +8,10 @@ import grpc
 import numpy as np
 import pydicom
 import pytest
+from listener_testkit import PSEUDONYM_KEY, ct_series, expected_hu, send, wait_for
+
 from listener.app import Listener
 from listener.db import SeriesState
-from listener_testkit import PSEUDONYM_KEY, ct_series, expected_hu, send, wait_for
 from spinemets import grpcutil
 from spinemets.geometry import assemble_ct
 from spinemets.phi import patient_key

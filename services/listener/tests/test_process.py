@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from listener_testkit import SENDER, Downstream, ct_series, wait_for, write_files
+
 from spinemets import grpcutil
 
 pytestmark = pytest.mark.integration
@@ -74,8 +75,9 @@ def test_process_stores_processes_drains_and_logs_no_phi(tmp_path: Path,
                                env={**os.environ, "TCP_NODELAY": "1"})
         assert store.returncode == 0, store.stderr
         wait_for(lambda: downstream.risk.delivered, timeout=30, what="delivery")
-        assert (tmp_path / "data" / "listener" / "quarantine"
-                / bad[0].SeriesInstanceUID / "reason.json").exists()
+        quarantined = (tmp_path / "data" / "listener" / "quarantine" / bad[0].SeriesInstanceUID
+                       / "reason.json")
+        wait_for(quarantined.exists, timeout=30, what="quarantine")
     finally:
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)

@@ -8,10 +8,11 @@ from collections.abc import Callable
 import grpc
 import numpy as np
 import pytest
-from listener.app import DATABASE_FILE, Listener
-from listener.db import Database, Job, JobState, SeriesState
 from listener_testkit import PSEUDONYM_KEY, Downstream, ct_series, expected_hu, send, wait_for
 from pydicom.dataset import Dataset
+
+from listener.app import DATABASE_FILE, Listener
+from listener.db import Database, Job, JobState, SeriesState
 from spinemets.phi import patient_key
 
 pytestmark = pytest.mark.integration

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from listener.app import Listener
-from listener.db import SeriesState
 from listener_testkit import SENDER, ct_series, send, write_files
 from pydicom.dataset import Dataset
 from pydicom.uid import RLELossless, SecondaryCaptureImageStorage
 from pynetdicom import AE
+
+from listener.app import Listener
+from listener.db import SeriesState
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +103,7 @@ def test_storescu_series_is_stored_as_sent(start_listener: StartListener,
 
 def test_compressed_series_is_accepted_and_decoded(start_listener: StartListener) -> None:
     app = start_listener()
-    series = ct_series(slices=6)
+    series = ct_series(slices=6, rows=64, columns=64)
     for ds in series:
         ds.compress(RLELossless)
     assert set(send(series, app.dicom_port, transfer_syntax=RLELossless)) == {0}
@@ -123,9 +124,9 @@ def test_ignored_sop_class_is_accepted_and_discarded(start_listener: StartListen
 def test_unsafe_uid_is_refused_and_nothing_is_written(start_listener: StartListener) -> None:
     app = start_listener()
     bad = ct_series(slices=1)[0]
-    with pytest.warns(UserWarning):
+    with pytest.warns(UserWarning, match="Invalid value for VR UI"):
         bad.SOPInstanceUID = "1.2/../../../escape"
-    assert send([bad], app.dicom_port) == [0xC000]
+        assert send([bad], app.dicom_port) == [0xC000]
     assert not any(app.spool.root.parent.rglob("escape*"))
     assert send(ct_series(slices=1), app.dicom_port) == [0x0000]
 

@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 import pytest
+
 from listener.routing import SeriesAttributes, route
 from listener.runner import backoff
 from listener.scp import Allowlist

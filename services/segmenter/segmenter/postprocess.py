@@ -76,6 +76,36 @@ def _choose_offset(votes: npt.NDArray[np.int64]) -> int:
     return -best[3]
 
 
+def _components(sub: npt.NDArray[np.uint8], level_channels: Sequence[int]
+                ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
+    """Every connected component of every level, numbered from 1, and each one's level index."""
+    instances = np.zeros(sub.shape, dtype=np.int32)
+    level_of = [-1]
+    for level, channel in enumerate(level_channels):
+        components, count = ndimage.label(sub == channel)
+        inside = components > 0
+        instances[inside] = components[inside] + (len(level_of) - 1)
+        level_of.extend([level] * count)
+    return instances, np.asarray(level_of, dtype=np.int64)
+
+
+def _owners(instances: npt.NDArray[np.int32], is_vertebra: npt.NDArray[np.bool_]
+            ) -> npt.NDArray[np.int64]:
+    """Component -> the vertebra it belongs to: itself, the vertebra a fragment touches, or 0."""
+    owner = np.where(is_vertebra, np.arange(len(is_vertebra)), 0)
+    for fragment, box in enumerate(ndimage.find_objects(instances), start=1):
+        if box is None or is_vertebra[fragment]:
+            continue
+        grown = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in box)
+        region = instances[grown]
+        shell = ndimage.binary_dilation(region == fragment) & (region != fragment)
+        neighbours = owner[region[shell]]
+        neighbours = neighbours[neighbours > 0]
+        if neighbours.size:
+            owner[fragment] = int(np.bincount(neighbours).argmax())
+    return owner
+
+
 def enforce_level_order(array: npt.NDArray[np.uint8], level_channels: Sequence[int]) -> None:
     """Relabel vertebrae so that levels run consecutively from Superior to Inferior.
 
@@ -86,38 +116,21 @@ def enforce_level_order(array: npt.NDArray[np.uint8], level_channels: Sequence[i
     if box is None:
         return
     sub = array[box]
-    instances = np.zeros(sub.shape, dtype=np.int32)
-    level_of: list[int] = [-1]  # per instance id: the network's level index
-    for level, channel in enumerate(level_channels):
-        components, count = ndimage.label(sub == channel)
-        instances[components > 0] = components[components > 0] + (len(level_of) - 1)
-        level_of.extend([level] * count)
+    instances, level_of = _components(sub, level_channels)
     n = len(level_of)
     per_slice = np.stack([np.bincount(s.ravel(), minlength=n) for s in instances])
     sizes = per_slice.sum(axis=0)
     centroid_z = (np.arange(sub.shape[0])[:, None] * per_slice).sum(axis=0) / np.maximum(sizes, 1)
-    largest = [max((int(sizes[i]) for i in range(1, n) if level_of[i] == lv), default=0)
-               for lv in range(len(level_channels))]
+    largest = [sizes[1:][level_of[1:] == lv].max(initial=0) for lv in range(len(level_channels))]
     reference = float(np.median([s for s in largest if s > 0]))
     is_vertebra = sizes >= FRAGMENT_FRACTION * reference
     is_vertebra[0] = False
-    owner = np.where(is_vertebra, np.arange(n), 0)  # instance id -> vertebra it belongs to
-    for fragment, frag_box in enumerate(ndimage.find_objects(instances), start=1):
-        if frag_box is None or is_vertebra[fragment]:
-            continue
-        grown = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in frag_box)
-        region = instances[grown]
-        shell = ndimage.binary_dilation(region == fragment) & (region != fragment)
-        neighbours = owner[region[shell]]
-        neighbours = neighbours[neighbours > 0]
-        if neighbours.size:
-            owner[fragment] = int(np.bincount(neighbours).argmax())
+    owner = _owners(instances, is_vertebra)
     vertebrae = sorted(np.flatnonzero(is_vertebra), key=lambda i: -centroid_z[i])
-    votes = np.zeros((len(vertebrae), len(level_channels)), dtype=np.int64)
     rank = {int(v): r for r, v in enumerate(vertebrae)}
-    for i in range(1, n):
-        if owner[i]:
-            votes[rank[int(owner[i])], level_of[i]] += sizes[i]
+    votes = np.zeros((len(vertebrae), len(level_channels)), dtype=np.int64)
+    for i in np.flatnonzero(owner):
+        votes[rank[int(owner[i])], level_of[i]] += sizes[i]
     new_channel = np.zeros(n, dtype=np.uint8)
     if vertebrae:
         offset = _choose_offset(votes)

@@ -15,10 +15,10 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from spinemets.errors import InputError
-from spinemets.geometry import Geometry, Volume
 
 from listener import spool
+from spinemets.errors import InputError
+from spinemets.geometry import Geometry, Volume
 
 #: Values larger than this are read from the file only when used (pixel data).
 _DEFER_BYTES = 4096
