@@ -43,9 +43,12 @@ demo: apt setup
 test: apt setup
 	$(PY) -m pytest -q
 
+MYPY_PATH := libs/spinemets:services/listener:services/segmenter:services/registrar:services/risk:tools
+MYPY_PACKAGES := spinemets listener segmenter registrar risk phantom stack demomodel
+
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy libs services tools
+	MYPYPATH=$(MYPY_PATH) $(VENV)/bin/mypy $(addprefix -p ,$(MYPY_PACKAGES))
 
 clean:
 	rm -rf .demo .work build .pytest_cache .mypy_cache .ruff_cache

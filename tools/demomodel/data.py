@@ -5,12 +5,12 @@ towards Superior) and stored as ``.npz`` (HU ``int16`` image and ``uint8`` chann
 Targets are network output channels: 0 background, 1..17 T1..L5, 18 sacrum (:data:`CHANNELS`);
 every other structure of the phantom is background.
 
-Patches follow nnU-Net's sampler: a third of them are centred on a voxel of a foreground class
-picked uniformly among the classes of the case (so every level is seen equally often), the rest
-anywhere; parts outside the volume are padded with 0 in normalised space (as the sliding window
-pads) and background in the target. Augmentation is light: left-right mirroring (the labels are
-not lateral), a truncated field of view along z (as in clinical scans that stop inside a
-patch), intensity scale and shift, Gaussian noise.
+Patches follow nnU-Net's sampler, with more foreground: half of them are centred on a voxel of a
+foreground class picked uniformly among the classes of the case (so every level is seen equally
+often), the rest anywhere; parts outside the volume are padded with water, 0 after normalisation
+(as the sliding window pads), and background in the target. Augmentation is light: left-right
+mirroring (the labels are not lateral), a field of view truncated along z (as in clinical scans
+that stop inside a patch), intensity scale and shift, Gaussian noise.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
-import phantom
 from scipy import ndimage
+
+import phantom
 from spinemets import labels
 
 #: Output channel -> catalogue name.
@@ -153,10 +154,11 @@ class PatchSampler:
     """Random training patches (nnU-Net style foreground oversampling) from cached cases."""
 
     def __init__(self, cases: Sequence[Case], normalization: Normalization, patch: Shape3,
-                 rng: np.random.Generator, *, foreground_fraction: float = 1 / 3,
+                 rng: np.random.Generator, *, foreground_fraction: float = 0.5,
                  augmentation: Augmentation | None = None) -> None:
-        self._images = [normalization.apply(c.image) for c in cases]
+        self._images = [c.image for c in cases]
         self._targets = [c.target for c in cases]
+        self._normalization = normalization
         self._patch = patch
         self._rng = rng
         self._foreground_fraction = foreground_fraction
@@ -181,7 +183,7 @@ class PatchSampler:
         else:
             start = [int(self._rng.integers(-(p // 2), max(n - p // 2, 1 - p // 2) + 1))
                      for n, p in zip(image.shape, self._patch, strict=True)]
-        x = _crop(image, start, self._patch, 0.0)
+        x = self._normalization.apply(_crop(image, start, self._patch, self._normalization.mean))
         y = _crop(target, start, self._patch, 0)
         return self._augment(x, y)
 

@@ -27,16 +27,16 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
-import phantom
 import torch
 from scipy import ndimage
+
+import phantom
+from demomodel import data
+from demomodel.data import EVALUATION_SEEDS
 from segmenter.inference import segment
 from segmenter.sliding import Predict, sliding_window
 from segmenter.spec import ModelSpec
 from spinemets import labels
-
-from demomodel import data
-from demomodel.data import EVALUATION_SEEDS
 
 log = logging.getLogger(__name__)
 

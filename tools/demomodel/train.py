@@ -1,10 +1,11 @@
 """Train the phantom-trained demo vertebra model (not for clinical use) and export it.
 
 ``python -m demomodel.train --out triton-models/vertebrae`` reproduces the committed model:
-it generates (or reuses) the phantom cache, fits the intensity normalisation, trains a small
-nnU-Net-style U-Net with Dice + CE and a poly learning-rate schedule, measures the validation
-Dice, and exports ONNX + model.json. Everything random is seeded; on the same machine and thread
-count the run is repeatable. Checkpoints go to ``<cache>/checkpoints``.
+it generates (or reuses) the phantom cache, trains a small nnU-Net-style U-Net with Dice + CE
+and a poly learning-rate schedule, measures the validation Dice on the model grid, and exports
+ONNX + model.json. Everything random is seeded; a run that completes its iterations within the
+time budget is repeatable on the same machine and thread count. Checkpoints go to
+``<cache>/checkpoints``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import argparse
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,8 @@ class TrainConfig:
 
     spacing_zyx: tuple[float, float, float] = (2.0, 2.0, 2.0)
     patch_size_zyx: tuple[int, int, int] = (160, 64, 64)
-    features: tuple[int, ...] = (8, 16, 32, 64, 128, 128)
-    train_seeds: tuple[int, int] = (data.TRAIN_SEEDS.start, data.TRAIN_SEEDS.start + 40)
+    features: tuple[int, ...] = (8, 16, 32, 48, 64, 96)
+    train_seeds: tuple[int, int] = (data.TRAIN_SEEDS.start, data.TRAIN_SEEDS.start + 60)
     validation_seeds: tuple[int, int] = (data.VALIDATION_SEEDS.start,
                                          data.VALIDATION_SEEDS.start + 3)
     iterations: int = 2000
@@ -54,9 +55,50 @@ class TrainConfig:
         return NetworkConfig(self.patch_size_zyx, self.features, len(data.CHANNELS))
 
 
-def poly_lr(initial: float, iteration: int, total: int, exponent: float = 0.9) -> float:
-    """nnU-Net's polynomial learning-rate decay."""
-    return float(initial * (1 - iteration / total) ** exponent)
+def poly_lr(initial: float, progress: float, exponent: float = 0.9) -> float:
+    """nnU-Net's polynomial learning-rate decay at ``progress`` (0..1) of the run."""
+    return float(initial * (1 - min(progress, 1.0)) ** exponent)
+
+
+def fit(model: torch.nn.Module, sampler: data.PatchSampler, config: TrainConfig,
+        checkpoint: Callable[[int], object] | None = None) -> list[float]:
+    """Train ``model`` in place on patches from ``sampler``; return the loss of every iteration.
+
+    AdamW with nnU-Net's poly schedule. The schedule follows the iteration count or the time
+    budget, whichever is further along, so the learning rate is annealed when the budget ends a
+    run early on a slow or busy machine. ``checkpoint(i)`` is called every 250 iterations.
+    """
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
+                                  weight_decay=config.weight_decay)
+    loss_fn = DiceCELoss()
+    model.train()
+    started = time.monotonic()
+    losses: list[float] = []
+    for iteration in range(config.iterations):
+        elapsed = time.monotonic() - started
+        if elapsed > config.time_budget_s:
+            log.warning("time budget reached after %d iterations", iteration)
+            break
+        progress = max(iteration / config.iterations, elapsed / config.time_budget_s)
+        for group in optimizer.param_groups:
+            group["lr"] = poly_lr(config.learning_rate, progress)
+        x, y = sampler.batch(config.batch_size)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            logits = model(torch.from_numpy(x))
+        loss = loss_fn(logits, torch.from_numpy(y))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)
+        optimizer.step()
+        losses.append(loss.item())
+        if (iteration + 1) % 25 == 0:
+            log.info("iteration %d/%d loss %.4f (mean of last 25) %.0f s", iteration + 1,
+                     config.iterations, float(np.mean(losses[-25:])),
+                     time.monotonic() - started)
+        if checkpoint is not None and (iteration + 1) % 250 == 0:
+            checkpoint(iteration + 1)
+    model.eval()
+    return losses
 
 
 def train(config: TrainConfig, cache: Path) -> dict[str, Any]:
@@ -71,35 +113,10 @@ def train(config: TrainConfig, cache: Path) -> dict[str, Any]:
     sampler = data.PatchSampler(cases, normalization, config.patch_size_zyx, rng)
     model = build(config.network)
     log.info("network: %s, %d parameters", config.network.describe(), parameter_count(model))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
-                                  weight_decay=config.weight_decay)
-    loss_fn = DiceCELoss()
-    model.train()
     train_started = time.monotonic()
-    losses: list[float] = []
-    for iteration in range(config.iterations):
-        if time.monotonic() - train_started > config.time_budget_s:
-            log.warning("time budget reached after %d iterations", iteration)
-            break
-        for group in optimizer.param_groups:
-            group["lr"] = poly_lr(config.learning_rate, iteration, config.iterations)
-        x, y = sampler.batch(config.batch_size)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-            logits = model(torch.from_numpy(x))
-        loss = loss_fn(logits, torch.from_numpy(y))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)
-        optimizer.step()
-        losses.append(loss.item())
-        if (iteration + 1) % 25 == 0:
-            log.info("iteration %d/%d loss %.4f (mean of last 25) %.1f s", iteration + 1,
-                     config.iterations, float(np.mean(losses[-25:])),
-                     time.monotonic() - train_started)
-        if (iteration + 1) % 250 == 0:
-            _save(cache, model, config, normalization, {"iterations": iteration + 1})
+    losses = fit(model, sampler, config, lambda i: _save(cache, model, config, normalization,
+                                                          {"iterations": i}))
     train_seconds = time.monotonic() - train_started
-    model.eval()
     validation = evaluate.validate_on_model_grid(
         model, normalization, config.patch_size_zyx,
         data.cached_cases(range(*config.validation_seeds), config.spacing_zyx,

@@ -311,13 +311,14 @@ def _torso(rng: np.random.Generator, reach: npt.NDArray[np.float64]) -> Torso:
     fat = rng.uniform(6, 32)
     muscle = rng.uniform(0.85, 1.15)
     half_width = np.interp(units, (0, 3, 7, 11, 14, 17), (125, 145, 155, 155, 160, 175)) * size
-    half_depth = np.interp(units, (0, 4, 9, 14, 17), (85, 105, 110, 110, 115)) * depth
+    front = np.interp(units, (0, 4, 9, 14, 17), (100, 135, 145, 140, 130)) * depth
     fat_unit = fat * np.interp(units, (0, 11, 14), (0.7, 0.9, 1.2))
     mx = np.interp(units, (0, 11, 13), (26, 30, 36)) * muscle
     my = np.interp(units, (0, 11, 13), (44, 48, 58)) * muscle
     rx = np.interp(units, (0, 11, 13, 16, 17), (16, 21, 29, 30, 24)) * muscle
     ry = np.interp(units, (0, 11, 13, 16, 17), (12, 14, 21, 22, 16)) * muscle
     back = np.maximum(my + ry + 4, reach + 6) + 0.8 * fat_unit
+    half_depth = (front + back) / 2
     mediastinum = np.interp(units, (0, 3, 5, 8, 10, 11), (22, 30, 55, 65, 50, 40)) * size
     return Torso(
         half_width=tuple(_f(v) for v in half_width), half_depth=tuple(_f(v) for v in half_depth),

@@ -200,9 +200,10 @@ def sacrum(anatomy: Anatomy) -> tuple[Solid, Solid]:
     return Solid(tuple(parts), tuple(holes)), fluid
 
 
-#: Iliac wing: a quarter ellipse (half axes x, y in mm) from the sacroiliac joint, 6 mm
-#: lateral to the S1 ala, to the anterior superior iliac spine; its crest and lower border
-#: (mm from the S1 endplate, vertical) along the arc, and its thickness.
+#: Iliac wing: a quarter ellipse (half axes x, y in mm; x shrinks to stay inside the abdominal
+#: wall) from the sacroiliac joint, 6 mm lateral to the S1 ala, to the anterior superior iliac
+#: spine; its crest and lower border (mm from the S1 endplate, vertical) along the arc, and its
+#: thickness.
 _ILIUM_RADII = (60.0, 72.0)
 _ILIUM_SEGMENTS = 8
 
@@ -228,11 +229,18 @@ def ilia(anatomy: Anatomy) -> list[Solid]:
                         [0.0, np.cos(tilt), -np.sin(tilt)],
                         [0.0, np.sin(tilt), np.cos(tilt)]])
     pelvis = Frame(s1.origin, s1.axes @ upright)
-    rx, ry = _ILIUM_RADII
     u = np.linspace(0.0, 1.0, _ILIUM_SEGMENTS + 1)
     angle = np.pi / 2 * (1 - u)
-    arc_y = 14.0 - ry + ry * np.sin(angle)
-    arc_x = sac.half_widths[0] + 6.0 + rx * np.cos(angle)
+    torso = anatomy.torso
+    inset = torso.fat[-1] + CHEST_WALL + 12.0
+    a, b = torso.half_width[-1] - inset, torso.half_depth[-1] - inset
+    centre_y = torso.back[-1] - torso.half_depth[-1]
+    for scale in np.linspace(1.0, 0.4, 25):
+        rx, ry = _ILIUM_RADII[0] * scale, _ILIUM_RADII[1] * scale
+        arc_x = sac.half_widths[0] + 6.0 + rx * np.cos(angle)
+        arc_y = 14.0 - ry + ry * np.sin(angle)
+        if np.all((arc_x / a) ** 2 + ((arc_y - centre_y) / b) ** 2 <= 1):
+            break
     out = []
     for side in SIDES:
         parts: list[Primitive] = []

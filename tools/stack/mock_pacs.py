@@ -92,9 +92,12 @@ class MockPacs:
     def start(self) -> int:
         """Start serving in background threads; returns the bound port."""
         self.root.mkdir(parents=True, exist_ok=True)
-        handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_REQUESTED, self._on_requested)]
-        self._server = self._ae.start_server(self._address, block=False, evt_handlers=handlers)
-        return int(self._server.server_address[1])
+        handlers: list[evt.EventHandlerType] = [
+            (evt.EVT_C_STORE, self._on_store), (evt.EVT_REQUESTED, self._on_requested)]
+        server = self._ae.start_server(self._address, block=False, evt_handlers=handlers)
+        assert server is not None  # block=False always returns the server
+        self._server = server
+        return int(server.server_address[1])
 
     def stop(self) -> None:
         if self._server is not None:

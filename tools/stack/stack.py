@@ -72,9 +72,9 @@ class StackConfig:
         )
 
     def grpc_address(self, service: str) -> str:
-        settings = {"listener": self.listener, "segmenter": self.segmenter,
-                    "registrar": self.registrar, "risk": self.risk}[service]
-        return f"127.0.0.1:{settings.grpc_port}"
+        ports = {"listener": self.listener.grpc_port, "segmenter": self.segmenter.grpc_port,
+                 "registrar": self.registrar.grpc_port, "risk": self.risk.grpc_port}
+        return f"127.0.0.1:{ports[service]}"
 
 
 def service_environment(config: StackConfig) -> dict[str, str]:

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from pydantic import Field
+
 from segmenter.spec import ModelSpec
 from spinemets.config import Port, Section, load_section, read_raw
 from spinemets.errors import ConfigError, ModelError, SpineMetsError

@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 import sys
 
+from segmenter.server import HealthMonitor, SegmenterService, load_models
+from segmenter.settings import Settings
 from spinemets import logs
 from spinemets.config import CommonSettings, load_section, read_raw
 from spinemets.errors import ConfigError, ModelError
 from spinemets.grpcutil import Server
 from spinemets.v1 import segmenter_pb2_grpc
-
-from segmenter.server import HealthMonitor, SegmenterService, load_models
-from segmenter.settings import Settings
 
 log = logging.getLogger("segmenter")
 

@@ -16,16 +16,16 @@ callable (Triton in the service, onnxruntime in evaluation and tests):
 from __future__ import annotations
 
 import numpy as np
-from spinemets import labels
-from spinemets.errors import InputError
-from spinemets.geometry import Volume
-from spinemets.labelmaps import LabelMap
 
 from segmenter.orientation import Reorientation
 from segmenter.postprocess import enforce_level_order, keep_largest_components
 from segmenter.resampling import argmax_on_grid, target_shape, to_spacing
 from segmenter.sliding import Predict, sliding_window
 from segmenter.spec import ModelSpec
+from spinemets import labels
+from spinemets.errors import InputError
+from spinemets.geometry import Volume
+from spinemets.labelmaps import LabelMap
 
 #: The volume must span at least this fraction of the patch's physical size along every axis.
 MIN_EXTENT_FRACTION = 0.25

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
+
 from spinemets.errors import GeometryError
 from spinemets.geometry import Geometry
 

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-from spinemets import labelmaps, logs
-from spinemets.errors import InputError, ModelError
-from spinemets.grpcutil import Server, guarded
-from spinemets.v1 import segmenter_pb2, segmenter_pb2_grpc, volume_pb2
 
 from segmenter.inference import segment
 from segmenter.settings import Settings
 from segmenter.spec import ModelSpec
 from segmenter.triton_client import TritonModel
 from segmenter.volume_client import fetch_volume
+from spinemets import labelmaps, logs
+from spinemets.errors import InputError, ModelError
+from spinemets.grpcutil import Server, guarded
+from spinemets.v1 import segmenter_pb2, segmenter_pb2_grpc, volume_pb2
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
+
 from spinemets.errors import ModelError
 
 Predict = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]

@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 import tritonclient.grpc as triton
-from spinemets.errors import ModelError
 from tritonclient.utils import InferenceServerException
 
 from segmenter.spec import ModelSpec
+from spinemets.errors import ModelError
 
 #: gRPC status of failures worth a retry (server down, overloaded or slow).
 _TRANSIENT = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED",

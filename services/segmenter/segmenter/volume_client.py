@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+
 from spinemets import volumes
 from spinemets.errors import InputError, SpineMetsError
 from spinemets.geometry import Volume

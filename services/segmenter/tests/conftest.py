@@ -12,10 +12,10 @@ import numpy.typing as npt
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+
 from segmenter.spec import ModelSpec
 from spinemets.geometry import Geometry, Volume
 
-SpecFactory = Callable[..., dict[str, Any]]
 VolumeFactory = Callable[..., Volume]
 
 
@@ -63,14 +63,6 @@ def volume() -> VolumeFactory:
     return make_volume
 
 
-def two_blocks(shape: tuple[int, int, int] = (40, 48, 48)) -> npt.NDArray[np.int16]:
-    """Soft tissue with two bone blocks stacked along the slice axis."""
-    array = np.full(shape, 40, dtype=np.int16)
-    array[4:16, 12:36, 10:38] = 700
-    array[22:36, 12:36, 10:38] = 700
-    return array
-
-
 def tiny_onnx(path: Path, channels: int, patch: Sequence[int], seed: int = 0) -> Path:
     """One Conv3d (kernel 3) as ONNX: [N, 1, *patch] -> logits [N, channels, *patch].
 
@@ -96,18 +88,6 @@ def tiny_onnx(path: Path, channels: int, patch: Sequence[int], seed: int = 0) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, path)
     return path
-
-
-@pytest.fixture
-def blocks() -> npt.NDArray[np.int16]:
-    """See :func:`two_blocks`."""
-    return two_blocks()
-
-
-@pytest.fixture(scope="session")
-def onnx_file() -> Callable[..., Path]:
-    """``onnx_file(path, channels, patch)``: see :func:`tiny_onnx`."""
-    return tiny_onnx
 
 
 @pytest.fixture(scope="session")

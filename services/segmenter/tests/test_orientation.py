@@ -8,6 +8,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from scipy import ndimage
+
 from segmenter.inference import segment
 from segmenter.orientation import Reorientation
 from segmenter.spec import ModelSpec

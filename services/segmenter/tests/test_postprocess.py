@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import numpy.typing as npt
 import pytest
+
 from segmenter.inference import postprocess
 from segmenter.postprocess import enforce_level_order, keep_largest_components
 from segmenter.spec import ModelSpec

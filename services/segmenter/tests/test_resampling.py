@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 import pytest
+
 from segmenter.resampling import argmax_on_grid, target_shape, to_spacing
 
 CT_SHAPE = (37, 50, 45)

@@ -8,6 +8,7 @@ import threading
 import numpy as np
 import numpy.typing as npt
 import pytest
+
 from segmenter.sliding import gaussian_importance, mirror_sets, sliding_window, window_starts
 from spinemets.errors import ModelError
 

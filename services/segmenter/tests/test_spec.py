@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from segmenter.spec import ModelSpec
 from spinemets import labels
 from spinemets.errors import ModelError

@@ -22,6 +22,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 import pytest
 import tritonclient.grpc
+
 from segmenter.inference import segment
 from segmenter.server import HealthMonitor
 from segmenter.spec import ModelSpec

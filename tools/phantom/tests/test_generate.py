@@ -98,6 +98,15 @@ def test_ribs_join_thoracic_levels_only() -> None:
         assert (touching > 0) == level.startswith("T"), level
 
 
+@pytest.mark.parametrize("seed", [105, 112, 116])
+def test_bone_stays_inside_the_body(seed: int) -> None:
+    """No bone (spinous processes, ribs, iliac wings) pokes through the skin."""
+    p = full_spine(seed)
+    bone = np.isin(p.tissues, [Tissue.CORTEX, Tissue.TRABECULAR, Tissue.RIB])
+    outside = ndimage.binary_dilation(p.tissues == Tissue.AIR, iterations=2)
+    assert not (bone & outside).any()
+
+
 def test_muscles_left_right_and_psoas_only_lumbar() -> None:
     p = full_spine(6, **CANONICAL)
     names = set(p.muscles.labels.values())

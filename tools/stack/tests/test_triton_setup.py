@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from segmenter.spec import ModelSpec
 from spinemets.errors import ConfigError, ModelError
 from stack.triton import (
