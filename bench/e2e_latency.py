@@ -63,7 +63,7 @@ def main() -> int:
         push(files[0].parent, "127.0.0.1", config.listener.port, config.listener.ae_title,
              config.stack.sender_ae_title)
         push_s = time.time() - push_started
-        seg_path, sr_path = wait_for_results(running.pacs, study_uid,
+        _, sr_path = wait_for_results(running.pacs, study_uid,
                                              config.stack.result_timeout_s)
         sr_arrived = sr_path.stat().st_mtime
     database = config.listener.state_path(root / "work") / "listener.sqlite"

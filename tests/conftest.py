@@ -10,17 +10,13 @@ from typing import Any
 
 import pytest
 import yaml
-
+from e2e import SENDER_AE
 from peers import Orthanc, free_port
+
+from spinemets.config import read_raw
 from stack.stack import RunningStack, StackConfig, stack_running
 
 REPO = Path(__file__).resolve().parents[1]
-SENDER_AE = "STORESCU"
-
-
-def requires(*binaries: str) -> pytest.MarkDecorator:
-    missing = [b for b in binaries if shutil.which(b) is None]
-    return pytest.mark.skipif(bool(missing), reason=f"not installed: {', '.join(missing)}")
 
 
 @pytest.fixture(scope="session")
@@ -73,7 +69,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory,
     previous = os.environ.get("SPINEMETS_CONFIG")
     os.environ["SPINEMETS_CONFIG"] = str(path)
     try:
-        config = StackConfig.load(raw)
+        config = StackConfig.load(read_raw(path))
         with stack_running(config, with_pacs=False) as running:
             yield config, running
     finally:

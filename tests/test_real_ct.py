@@ -13,20 +13,20 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from e2e import Stack, dciodvfy_errors, requires, send, wait_for_results
+from peers import Orthanc
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from conftest import requires
-from peers import Orthanc
 from spinemets.geometry import assemble_ct
-from test_pipeline import Stack, dciodvfy_errors, send, wait_for_results
 
 REAL_CT = (Path(__file__).resolve().parents[1]
            / "../shared/data/real/tptbox-ct-l2-l4/sub-ct_label-22_ct.nii.gz")
 
 pytestmark = [
     pytest.mark.integration, requires("storescu", "dciodvfy"),
-    pytest.mark.skipif(not REAL_CT.is_file(), reason="../shared/data/real is not beside the checkout"),
+    pytest.mark.skipif(not REAL_CT.is_file(),
+                       reason="../shared/data/real is not beside the checkout"),
 ]
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
@@ -52,7 +52,8 @@ def nifti_to_dicom(path: Path, out: Path) -> list[Path]:
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.Modality, ds.PatientID, ds.PatientName = "CT", "TPTBOX-1", "Real^Sample"
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
-        ds.StudyDate, ds.StudyTime, ds.SeriesNumber, ds.InstanceNumber = "20250101", "0900", 2, k + 1
+        ds.StudyDate, ds.StudyTime = "20250101", "0900"
+        ds.SeriesNumber, ds.InstanceNumber = 2, k + 1
         ds.SeriesDescription = "real lumbar CT (TPTBox sample)"
         ds.ImageOrientationPatient = [float(v) for v in (*row_dir, *col_dir)]
         position = RAS_TO_LPS @ (affine @ np.array([0.0, 0.0, k, 1.0]))[:3]

@@ -126,6 +126,7 @@ def train(config: TrainConfig, cache: Path) -> dict[str, Any]:
         "phantom_seeds": {"train": list(config.train_seeds),
                           "validation": list(config.validation_seeds),
                           "evaluation": [data.EVALUATION_SEEDS.start, data.EVALUATION_SEEDS.stop]},
+        "phantom_generator_sha256": data.phantom_fingerprint(),
         "iterations": len(losses),
         "batch_size": config.batch_size,
         "train_seconds": round(train_seconds, 1),

@@ -189,10 +189,10 @@ class Anatomy:
 def c7_from(t1: Level) -> Level:
     """C7 (vertebra prominens) derived from T1: smaller body, wider canal, long spine."""
     height = 0.92 * t1.height
+    s = t1.s - t1.height / 2 - t1.disc_above - height / 2
     return replace(t1, name="C7", index=-1, value=0, height=_f(height), width=_f(0.88 * t1.width),
-                   depth=_f(0.9 * t1.depth), s=_f(t1.s - t1.height / 2 - t1.disc_above - height / 2),
-                   disc_below=t1.disc_above, canal=(10.0, 7.0), spinous=(40.0, 20.0, 7.0, 9.0),
-                   transverse=(22.0, 10.0, 6.0))
+                   depth=_f(0.9 * t1.depth), s=_f(s), disc_below=t1.disc_above, canal=(10.0, 7.0),
+                   spinous=(40.0, 20.0, 7.0, 9.0), transverse=(22.0, 10.0, 6.0))
 
 
 def _rng(seed: int, stream: int) -> np.random.Generator:

@@ -106,10 +106,23 @@ def upright_axes(direction: npt.ArrayLike) -> Vec:
 
 def ellipse_distance(x: F32, y: F32, a: float | F32, b: float | F32) -> F32:
     """Approximate signed distance to an ellipse with semi-axes ``a`` (x) and ``b`` (y)."""
-    u, v = x / a, y / b
-    f = np.sqrt(u * u + v * v)
-    g = np.sqrt((u / a) ** 2 + (v / b) ** 2) + np.float32(1e-6)
-    return np.asarray((f - 1) * f / g, dtype=np.float32)
+    u = np.divide(x, a, dtype=np.float32)
+    v = np.divide(y, b, dtype=np.float32)
+    g = np.divide(u, a, dtype=np.float32)
+    g *= g
+    h = np.divide(v, b, dtype=np.float32)
+    h *= h
+    g += h
+    np.sqrt(g, out=g)
+    g += np.float32(1e-6)
+    u *= u
+    v *= v
+    u += v
+    np.sqrt(u, out=u)  # u is now the normalised radius f; the distance is (f - 1) f / g
+    np.subtract(u, 1, out=v)
+    v *= u
+    v /= g
+    return v
 
 
 class Primitive(abc.ABC):

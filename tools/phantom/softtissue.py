@@ -36,9 +36,12 @@ class Table:
     columns: dict[str, npt.NDArray[np.float32]]
 
     def lookup(self, z: F32) -> npt.NDArray[np.intp]:
+        """Nearest table row of each height."""
         n = len(next(iter(self.columns.values())))
-        k = np.rint((z - np.float32(self.z0)) / np.float32(TABLE_STEP))
-        rows: npt.NDArray[np.intp] = np.clip(k, 0, n - 1).astype(np.intp)
+        k = z - np.float32(self.z0 - TABLE_STEP / 2)
+        k /= np.float32(TABLE_STEP)
+        np.clip(k, 0, n - 1, out=k)
+        rows: npt.NDArray[np.intp] = k.astype(np.intp)
         return rows
 
 
@@ -87,6 +90,8 @@ def table(anatomy: Anatomy) -> Table:
         "y": np.interp(z_grid, z[::-1], points[::-1, 1]),
         "half_width": per_unit(torso.half_width), "half_depth": per_unit(torso.half_depth),
         "back": per_unit(torso.back), "fat": per_unit(torso.fat),
+        "body_y": np.interp(z_grid, z[::-1], points[::-1, 1]) + per_unit(torso.back)
+        - per_unit(torso.half_depth),
         "rib_cx": per_unit(thorax[:, 0]), "rib_cy": per_unit(thorax[:, 1]),
         "rib_rx": per_unit(thorax[:, 2]), "rib_ry": per_unit(thorax[:, 3]),
         "mediastinum": per_unit(torso.mediastinum),
@@ -126,8 +131,8 @@ def _to_anatomy(pose: Pose, x: F32, y: F32, z: F32) -> tuple[F32, F32, F32]:
     rot = pose.rotation.astype(np.float32)
     shift = (pose.pivot + pose.translation).astype(np.float32)
     px, py, pz = x - shift[0], y - shift[1], z - shift[2]
-    ax, ay, az = (px * rot[0, i] + py * rot[1, i] + np.float32(pose.pivot[i]) + pz * rot[2, i]
-                  for i in range(3))
+    ax, ay, az = ((px * rot[0, i] + py * rot[1, i] + np.float32(pose.pivot[i]))
+                  + pz * rot[2, i] for i in range(3))
     return ax, ay, az
 
 
@@ -175,16 +180,16 @@ def _paint_slab(canvas: Canvas, block: Block, anatomy: Anatomy, pose: Pose,
                 tab: Table) -> None:
     ax, ay, az = _to_anatomy(pose, *canvas.grid.coordinates(block))
     rows = tab.lookup(az)
-    dx = ax - tab.columns["x"][rows]
-    dy = ay - tab.columns["y"][rows]
-    b = tab.columns["half_depth"][rows]
-    cy = tab.columns["back"][rows] - b
-    body = ellipse_distance(dx, dy - cy, tab.columns["half_width"][rows], b)
-    where = np.nonzero(body < np.float32(canvas.ramp / 2))
-    if not where[0].size:
+    c = tab.columns
+    dx = ax - c["x"][rows]
+    body = ellipse_distance(dx, ay - c["body_y"][rows], c["half_width"][rows],
+                            c["half_depth"][rows])
+    where = np.flatnonzero(body < np.float32(canvas.ramp / 2))
+    if not where.size:
         return
-    vox = _Voxels(rows[where], tab, dx=dx[where], dy=dy[where], ax=ax[where], ay=ay[where],
-                  az=np.broadcast_to(az, body.shape)[where], body=body[where])
+    vox = _Voxels(rows.ravel()[where], tab, dx=dx.ravel()[where], ax=ax.ravel()[where],
+                  ay=ay.ravel()[where], az=az.ravel()[where], body=body.ravel()[where])
+    vox.c["dy"] = vox.c["ay"] - vox.col("y")
     hu = np.full(vox.rows.shape, AIR_HU, dtype=np.float32)
     tissue = np.zeros(vox.rows.shape, dtype=np.uint8)
     muscles = np.zeros(vox.rows.shape, dtype=np.uint8)
@@ -192,9 +197,10 @@ def _paint_slab(canvas: Canvas, block: Block, anatomy: Anatomy, pose: Pose,
     if float(vox.col("s").min()) < anatomy.level("T12").s + 5:
         _paint_lungs(canvas, anatomy, vox, hu, tissue)
     _paint_muscles(canvas, anatomy, vox, hu, tissue, muscles)
-    view_hu, view_tissue, view_muscles = (canvas.hu[block], canvas.tissue[block],
-                                          canvas.muscles[block])
-    view_hu[where], view_tissue[where], view_muscles[where] = hu, tissue, muscles
+    for target, values in ((canvas.hu, hu), (canvas.tissue, tissue), (canvas.muscles, muscles)):
+        full = target[block].copy()
+        full.ravel()[where] = values
+        target[block] = full
 
 
 def _blend(canvas: Canvas, hu: F32, tissue: npt.NDArray[np.uint8], d: F32,

@@ -24,7 +24,7 @@ LEFT = Code("7771000", "SCT", "Left")
 RIGHT = Code("24028007", "SCT", "Right")
 
 
-class Group(str, enum.Enum):
+class Group(enum.StrEnum):
     """Kinds of structure, one per model role."""
 
     VERTEBRA = "vertebra"

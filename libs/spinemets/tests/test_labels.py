@@ -9,7 +9,8 @@ import pytest
 
 from spinemets import labels
 
-SHARED_CODES = Path(__file__).parents[3] / "../shared/data/codes/totalsegmentator_snomed_mapping.csv"
+SHARED_CODES = (Path(__file__).parents[3]
+                / "../shared/data/codes/totalsegmentator_snomed_mapping.csv")
 
 
 def test_values_and_names_are_unique() -> None:

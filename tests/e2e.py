@@ -1,0 +1,81 @@
+"""Helpers of the end-to-end tests: phantoms as DICOM, sending, waiting for results, validation."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+from peers import Orthanc
+
+from phantom import PhantomOptions, generate, write_dicom_series
+from spinemets import labels
+from spinemets.geometry import Volume, assemble_ct
+from stack.sender import push
+from stack.stack import RunningStack, StackConfig
+
+#: Calling AE title of the test sender (allowed by the test stack's listener).
+SENDER_AE = "STORESCU"
+
+
+def requires(*binaries: str) -> pytest.MarkDecorator:
+    """Skip unless every binary is installed."""
+    missing = [b for b in binaries if shutil.which(b) is None]
+    return pytest.mark.skipif(bool(missing), reason=f"not installed: {', '.join(missing)}")
+
+
+Stack = tuple[StackConfig, RunningStack]
+
+
+def phantom_series(tmp_path: Path, seed: int) -> tuple[list[Path], Volume, dict[str, Any]]:
+    """A full-spine phantom written as DICOM; returns files, its volume (read back) and truth."""
+    phantom = generate(PhantomOptions(seed=seed, full_spine=True, spacing=(1.0, 1.0, 2.5),
+                                      matrix=320))
+    files = write_dicom_series(phantom, tmp_path / f"phantom-{seed}", patient_id=f"P-{seed}",
+                               patient_name=f"Test^Patient{seed}")
+    volume = assemble_ct([pydicom.dcmread(f) for f in files])
+    truth = {"levels_in_view": phantom.truth["levels_in_view"],
+             "masks": {label.name.split("_", 1)[1]: phantom.vertebrae.mask(label.name)
+                       for label in labels.in_group(labels.Group.VERTEBRA)}}
+    return files, volume, truth
+
+
+def send(config: StackConfig, files: list[Path]) -> str:
+    push(files[0].parent, "127.0.0.1", config.listener.port, config.listener.ae_title, SENDER_AE)
+    return str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+
+
+def wait_for_results(orthanc: Orthanc, study_uid: str,
+                     timeout: float = 600.0) -> dict[str, list[dict[str, Any]]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        by_modality: dict[str, list[dict[str, Any]]] = {}
+        for instance in orthanc.instances_of_study(study_uid):
+            by_modality.setdefault(instance["Modality"], []).append(instance)
+        if "SEG" in by_modality and "SR" in by_modality:
+            return by_modality
+        time.sleep(1.0)
+    raise AssertionError(f"no SEG and SR in Orthanc for the study after {timeout:.0f} s")
+
+
+def dciodvfy_errors(path: Path) -> list[str]:
+    result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
+    return [line for line in (result.stdout + result.stderr).splitlines()
+            if line.startswith("Error")]
+
+
+def job_state(config: StackConfig, series_uid: str) -> str | None:
+    database = config.listener.state_path(config.stack.root / "work") / "listener.sqlite"
+    if not database.exists():
+        return None
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5) as conn:
+        row = conn.execute("SELECT state FROM jobs WHERE series_uid = ? ORDER BY id DESC",
+                           (series_uid,)).fetchone()
+    return None if row is None else str(row[0])
+
+
