@@ -63,18 +63,28 @@ def dice(a: npt.NDArray[np.bool_], b: npt.NDArray[np.bool_]) -> float:
     return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
 
 
-def _touches_border(mask: npt.NDArray[np.bool_]) -> bool:
-    return any(np.take(mask, i, axis=axis).any()
-               for axis in range(mask.ndim) for i in (0, -1))
+Box = tuple[slice, ...]
 
 
-def _centroids(array: npt.NDArray[np.integer], spacing: Sequence[float]
-               ) -> dict[str, npt.NDArray[np.float64]]:
-    """Centroid (mm, array axes) of every vertebra level in a catalogue-valued map."""
-    values = [v for v in LEVEL_VALUES if (array == v).any()]
-    found = ndimage.center_of_mass(np.ones(array.shape), array, values)
-    return {LEVEL_VALUES[v]: np.asarray(c) * np.asarray(spacing)
-            for v, c in zip(values, found, strict=True)}
+def _boxes(array: npt.NDArray[np.integer]) -> dict[str, Box]:
+    """Bounding box of every vertebra level present in a catalogue-valued map."""
+    found = ndimage.find_objects(array, max_label=max(LEVEL_VALUES))
+    return {level: box for value, level in LEVEL_VALUES.items()
+            if (box := found[value - 1]) is not None}
+
+
+def _union(a: Box, b: Box | None) -> Box:
+    if b is None:
+        return a
+    return tuple(slice(min(p.start, q.start), max(p.stop, q.stop)) for p, q in zip(a, b,
+                                                                                   strict=True))
+
+
+def _centroid(array: npt.NDArray[np.integer], box: Box, value: int,
+              spacing: Sequence[float]) -> npt.NDArray[np.float64]:
+    """Centroid (mm along the array axes) of the voxels of ``value`` inside ``box``."""
+    voxels = np.argwhere(array[box] == value) + np.array([s.start for s in box])
+    return np.asarray(voxels.mean(axis=0) * np.asarray(spacing), dtype=np.float64)
 
 
 def score(truth: npt.NDArray[np.integer], prediction: npt.NDArray[np.integer],
@@ -82,27 +92,27 @@ def score(truth: npt.NDArray[np.integer], prediction: npt.NDArray[np.integer],
     """Dice per fully visible level and VerSe identification, on one grid.
 
     ``truth`` and ``prediction`` hold catalogue values on the same grid of ``spacing``
-    (mm per array axis).
+    (mm per array axis). A level is fully visible when its true mask does not touch the
+    border of the grid.
     """
-    true_centres = _centroids(truth, spacing)
-    predicted = _centroids(prediction, spacing)
+    true_boxes, predicted_boxes = _boxes(truth), _boxes(prediction)
+    predicted = {level: _centroid(prediction, box, labels.vertebra(level).value, spacing)
+                 for level, box in predicted_boxes.items()}
     dices: dict[str, float] = {}
     identified: list[str] = []
-    for level in labels.LEVELS:
-        if level not in true_centres:
-            continue
+    for level, box in true_boxes.items():
         value = labels.vertebra(level).value
-        mask = truth == value
-        if not _touches_border(mask):
-            dices[level] = dice(mask, prediction == value)
+        if all(s.start > 0 and s.stop < n for s, n in zip(box, truth.shape, strict=True)):
+            union = _union(box, predicted_boxes.get(level))
+            dices[level] = dice(truth[union] == value, prediction[union] == value)
         if predicted:
-            distances = {p: float(np.linalg.norm(c - true_centres[level]))
-                         for p, c in predicted.items()}
+            centre = _centroid(truth, box, value, spacing)
+            distances = {p: float(np.linalg.norm(c - centre)) for p, c in predicted.items()}
             closest = min(distances, key=lambda p: distances[p])
             if closest == level and distances[level] < IDENTIFICATION_DISTANCE_MM:
                 identified.append(level)
-    return CaseScore(dices, tuple(lv for lv in labels.LEVELS if lv in true_centres),
-                     tuple(identified))
+    return CaseScore(dices, tuple(lv for lv in labels.LEVELS if lv in true_boxes),
+                     tuple(lv for lv in labels.LEVELS if lv in identified))
 
 
 def torch_predict(model: torch.nn.Module) -> Predict:
@@ -125,8 +135,8 @@ def onnx_predict(path: Path, threads: int = 2) -> Predict:
 
 
 def validate_on_model_grid(model: torch.nn.Module, normalization: data.Normalization,
-                           patch: tuple[int, int, int], cases: Sequence[data.Case]
-                           ) -> dict[str, float]:
+                           patch: tuple[int, int, int], cases: Sequence[data.Case],
+                           spacing_zyx: Sequence[float]) -> dict[str, float]:
     """Mean Dice per level over ``cases`` already on the model grid (argmax, no post-processing)."""
     lut = np.asarray([0, *(labels.by_name(n).value for n in data.CHANNELS[1:])], dtype=np.uint8)
     per_level: dict[str, list[float]] = {}
@@ -135,7 +145,7 @@ def validate_on_model_grid(model: torch.nn.Module, normalization: data.Normaliza
         probabilities = sliding_window(normalization.apply(case.image), patch,
                                        len(data.CHANNELS), predict)
         prediction = lut[np.argmax(probabilities, axis=0)]
-        result = score(lut[case.target], prediction, (1.0, 1.0, 1.0))
+        result = score(lut[case.target], prediction, spacing_zyx)
         for level, value in result.dice.items():
             per_level.setdefault(level, []).append(value)
     return {level: float(np.mean(v)) for level, v in per_level.items()}
@@ -156,13 +166,16 @@ def evaluate_phantom(seed: int, spec: ModelSpec, predict: Predict) -> CaseScore:
 
 
 def summarise(scores: Sequence[CaseScore]) -> dict[str, object]:
-    """Mean Dice per level, the worst Dice, and the identification rate over all cases."""
+    """Mean Dice per level, the worst Dice, and identification rates (all levels present,
+    and levels fully in view) over all cases."""
     per_level: dict[str, list[float]] = {}
     for case in scores:
         for level, value in case.dice.items():
             per_level.setdefault(level, []).append(value)
     present = sum(len(c.present) for c in scores)
     identified = sum(len(c.identified) for c in scores)
+    visible = sum(len(c.dice) for c in scores)
+    visible_identified = sum(len(set(c.dice) & set(c.identified)) for c in scores)
     return {
         "dice_per_level": {lv: round(float(np.mean(per_level[lv])), 4)
                            for lv in labels.LEVELS if lv in per_level},
@@ -170,6 +183,8 @@ def summarise(scores: Sequence[CaseScore]) -> dict[str, object]:
         "identification_rate": round(identified / present, 4) if present else None,
         "levels_present": present,
         "levels_identified": identified,
+        "identification_rate_fully_visible": round(visible_identified / visible, 4)
+        if visible else None,
     }
 
 

@@ -1,9 +1,10 @@
-"""Export a trained checkpoint to ``triton-models/<role>/``: ``1/model.onnx`` and ``model.json``.
+"""Export a trained checkpoint to ``triton-models/<role>/``: ONNX, model.json, config.pbtxt.
 
 The ONNX graph takes ``input`` float32 ``[N, 1, Z, Y, X]`` (dynamic batch N, fixed patch size)
 and returns ``logits`` float32 ``[N, C, Z, Y, X]``; onnxruntime must agree with torch within
-:data:`TOLERANCE` or the export fails. ``model.json`` follows ``docs/../MODEL_CONTRACT``: spacing,
-patch, normalisation, channel -> catalogue name, and the training provenance.
+:data:`TOLERANCE` or the export fails. ``model.json`` (fields in ``triton-models/README.md``)
+holds spacing, patch, normalisation, channel -> catalogue name and the training provenance;
+``config.pbtxt`` is rendered from it by :func:`stack.triton.write_config`.
 
 ``python -m demomodel.export --checkpoint .cache/demomodel/checkpoints/last.pt
 --out triton-models/vertebrae``
@@ -24,6 +25,7 @@ import torch
 
 from demomodel import data
 from demomodel.network import NetworkConfig, build, parameter_count
+from stack.triton import write_config
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +94,15 @@ def to_onnx(model: torch.nn.Module, config: NetworkConfig, path: Path) -> None:
 
 
 def export(checkpoint: dict[str, Any], out: Path, version: str = "1") -> None:
-    """Write ``out/<version>/model.onnx`` and ``out/model.json`` for ``checkpoint``."""
+    """Write ``out/<version>/model.onnx``, ``out/model.json`` and Triton's ``out/config.pbtxt``.
+
+    The folder's name is the model's name and role (Triton names a model after its folder).
+    """
     model, config = load(checkpoint)
     to_onnx(model, config, out / version / "model.onnx")
     description = model_description(checkpoint, config, out.name, version)
     (out / "model.json").write_text(json.dumps(description, indent=2) + "\n")
-    log.info("wrote %s", out / "model.json")
+    log.info("wrote %s and %s", out / "model.json", write_config(out))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

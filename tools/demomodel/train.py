@@ -120,7 +120,7 @@ def train(config: TrainConfig, cache: Path) -> dict[str, Any]:
     validation = evaluate.validate_on_model_grid(
         model, normalization, config.patch_size_zyx,
         data.cached_cases(range(*config.validation_seeds), config.spacing_zyx,
-                          cache / "phantoms"))
+                          cache / "phantoms"), config.spacing_zyx)
     log.info("validation Dice per level: %s", validation)
     provenance = {
         "phantom_seeds": {"train": list(config.train_seeds),

@@ -26,6 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--compression", metavar="LEVEL|random",
                    help="compression fracture at a level (T1..L5) or a random one in view")
     p.add_argument("--compression-fraction", type=float, help="height loss, e.g. 0.3")
+    p.add_argument("--compression-kind", choices=("wedge", "crush"),
+                   help="anterior (wedge) or uniform (crush) height loss; default random")
     p.add_argument("--spacing", type=float, nargs=3, metavar=("X", "Y", "Z"),
                    help="column, row and slice spacing in mm")
     p.add_argument("--matrix", type=int, help="in-plane matrix (columns = rows)")
@@ -48,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
             matrix=args.matrix, lesions=args.lesions, lesion_kinds=tuple(args.lesion_kinds),
             posterior_lesions=args.posterior_lesions, compression=args.compression,
             compression_fraction=args.compression_fraction,
+            compression_wedge=None if args.compression_kind is None
+            else args.compression_kind == "wedge",
             max_rotation_deg=0.0 if args.no_pose else 8.0,
             max_translation_mm=0.0 if args.no_pose else 20.0, noise_sigma=args.noise)
     except ValueError as exc:

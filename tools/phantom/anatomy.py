@@ -112,11 +112,11 @@ class Tissues:
     lung: float
     fat: float
     soft: float
-    muscle: tuple[float, float, float, float, float, float]  # catalogue order 101..106
+    muscle: tuple[float, ...]  # six muscles in catalogue order 101..106
     csf: float
     disc: float
     visceral_fat: float  # share of the abdominal cavity that is fat
-    waves: tuple[tuple[float, float, float, float], ...]  # wave vectors (1/mm) and phases
+    waves: tuple[tuple[float, ...], ...]  # wave vector (1/mm, 3 values) and phase
 
 
 @dataclass(frozen=True)
@@ -286,6 +286,7 @@ def _sacrum(rng: np.random.Generator, l5: Level, s_top: float) -> Sacrum:
 
 
 def _tissues(rng: np.random.Generator) -> Tissues:
+    """Soft-tissue HU and the visceral fat texture."""
     muscle = rng.uniform(44, 56)
     waves = []
     for _ in range(4):
@@ -297,9 +298,9 @@ def _tissues(rng: np.random.Generator) -> Tissues:
         lung=_f(rng.uniform(-870, -830)), fat=_f(rng.uniform(-110, -90)),
         soft=_f(rng.uniform(35, 55)),
         muscle=tuple(_f(np.clip(muscle + rng.normal(0, 2), 40, 60))
-                     for _ in range(6)),  # type: ignore[arg-type]
+                     for _ in range(6)),
         csf=_f(rng.uniform(15, 35)), disc=_f(rng.uniform(80, 100)),
-        visceral_fat=_f(rng.uniform(0.15, 0.5)), waves=tuple(waves),  # type: ignore[arg-type]
+        visceral_fat=_f(rng.uniform(0.15, 0.5)), waves=tuple(waves),
     )
 
 

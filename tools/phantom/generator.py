@@ -86,9 +86,8 @@ def generate(options: PhantomOptions) -> Phantom:
     sacrum, sacral_fluid = skeleton.sacrum(anat)
     view = resolve(options, anat, [*units, sacrum])
     pose, grid = view.pose, view.grid
-    bodies = {lv.name: Solid((units[i].parts[0],)).posed(pose)
-              for i, lv in enumerate(anat.levels)}
-    candidates = [name for name, body in bodies.items() if _inside(grid, body)]
+    candidates = [lv.name for lv, unit in zip(anat.levels, units, strict=True)
+                  if _inside(grid, Solid(unit.parts[:1]).posed(pose))]
     compression = _compression(options, candidates)
     if compression is not None:
         i = labels.LEVELS.index(compression.level)
@@ -98,34 +97,14 @@ def generate(options: PhantomOptions) -> Phantom:
     canvas = Canvas.empty(grid)
     paint_soft_tissue(canvas, anat, pose)
     tis = anat.tissues
-    margin = canvas.ramp
     for disc in skeleton.discs(anat, compression):
-        _paint(canvas, disc.posed(pose), margin, tis.disc, Tissue.DISC)
+        _paint(canvas, disc.posed(pose), tis.disc, Tissue.DISC)
     for level in (anat.c7, *anat.levels):
-        _paint(canvas, skeleton.canal(anat, level).posed(pose), margin, tis.csf, Tissue.CSF)
-    _paint(canvas, sacral_fluid.posed(pose), margin, tis.csf, Tissue.CSF)
-    rib_voxels: dict[str, int] = {}
-    for name, rib in skeleton.ribs(anat):
-        level = anat.level(name)
-        found = evaluate(rib.posed(pose), grid, margin)
-        if found is not None:
-            block, d = found
-            paint_bone(canvas, block, d, 0.9 * level.cortex_hu, 0.9 * level.trabecular_hu,
-                       skeleton.RIB_SHELL, (Tissue.RIB, Tissue.RIB))
-            rib_voxels[name] = rib_voxels.get(name, 0) + int((d <= 0).sum())
-    c7 = anat.c7
-    _paint_bone(canvas, skeleton.vertebra(anat, c7).posed(pose), c7.cortex_hu,
-                c7.trabecular_hu, c7.shell, None)
+        _paint(canvas, skeleton.canal(anat, level).posed(pose), tis.csf, Tissue.CSF)
+    _paint(canvas, sacral_fluid.posed(pose), tis.csf, Tissue.CSF)
+    rib_voxels = _paint_ribs(canvas, anat, pose)
     posed_units = [u.posed(pose) for u in units]
-    for level, unit in zip(anat.levels, posed_units, strict=True):
-        _paint_bone(canvas, unit, level.cortex_hu, level.trabecular_hu, level.shell,
-                    level.value)
-    sac = anat.sacrum
-    for ilium in skeleton.ilia(anat):
-        _paint_bone(canvas, ilium.posed(pose), sac.cortex_hu, 0.85 * sac.trabecular_hu,
-                    sac.shell, None)
-    _paint_bone(canvas, sacrum.posed(pose), sac.cortex_hu, sac.trabecular_hu, sac.shell,
-                anatomy_mod.SACRUM_VALUE)
+    _paint_bones(canvas, anat, pose, posed_units, sacrum.posed(pose))
     lesion_truth = []
     for lesion in planned:
         i = labels.LEVELS.index(lesion.level)
@@ -135,7 +114,45 @@ def generate(options: PhantomOptions) -> Phantom:
         lesion_truth.append(_lesion_truth(lesion, count, grid, pose))
     canvas.muscles[canvas.tissue != Tissue.MUSCLE] = 0
     ct = _finish(canvas, view, options.seed)
+    return _phantom(options, canvas, ct, view, anat, lesion_truth, compression, rib_voxels)
 
+
+def _paint_ribs(canvas: Canvas, anat: Anatomy, pose: Pose) -> dict[str, int]:
+    """Paint the ribs; return the number of rib voxels of each level."""
+    voxels: dict[str, int] = {}
+    for name, rib in skeleton.ribs(anat):
+        level = anat.level(name)
+        found = evaluate(rib.posed(pose), canvas.grid, canvas.ramp)
+        if found is not None:
+            block, d = found
+            paint_bone(canvas, block, d, 0.9 * level.cortex_hu, 0.9 * level.trabecular_hu,
+                       skeleton.RIB_SHELL, (Tissue.RIB, Tissue.RIB))
+            voxels[name] = voxels.get(name, 0) + int((d <= 0).sum())
+    return voxels
+
+
+def _paint_bones(canvas: Canvas, anat: Anatomy, pose: Pose, units: list[Solid],
+                 sacrum: Solid) -> None:
+    """C7, the labelled vertebrae, the iliac wings and the sacrum (all posed)."""
+    c7 = anat.c7
+    _paint_bone(canvas, skeleton.vertebra(anat, c7).posed(pose), c7.cortex_hu,
+                c7.trabecular_hu, c7.shell, None)
+    for level, unit in zip(anat.levels, units, strict=True):
+        _paint_bone(canvas, unit, level.cortex_hu, level.trabecular_hu, level.shell,
+                    level.value)
+    sac = anat.sacrum
+    for ilium in skeleton.ilia(anat):
+        _paint_bone(canvas, ilium.posed(pose), sac.cortex_hu, 0.85 * sac.trabecular_hu,
+                    sac.shell, None)
+    _paint_bone(canvas, sacrum, sac.cortex_hu, sac.trabecular_hu, sac.shell,
+                anatomy_mod.SACRUM_VALUE)
+
+
+def _phantom(options: PhantomOptions, canvas: Canvas, ct: npt.NDArray[np.int16], view: View,
+             anat: Anatomy, lesion_truth: list[dict[str, Any]],
+             compression: skeleton.Compression | None, rib_voxels: dict[str, int]) -> Phantom:
+    """Wrap the painted arrays: geometry, label maps, UIDs and truth."""
+    grid = view.grid
     geometry = Geometry(size=(grid.shape[2], grid.shape[1], grid.shape[0]),
                         spacing=(float(grid.spacing[0]), float(grid.spacing[1]),
                                  float(grid.spacing[2])),
@@ -143,7 +160,6 @@ def generate(options: PhantomOptions) -> Phantom:
                                 float(grid.origin[2])),
                         direction=np.eye(3))
     key = _key(options, grid)
-    study_uid = derived_uid("spinemets-phantom", key, "study")
     series_uid = derived_uid("spinemets-phantom", key, "series")
     uids = tuple(derived_uid(series_uid, "instance", str(k)) for k in range(grid.shape[0]))
     maps = {name: _label_map(array, geometry)
@@ -152,12 +168,13 @@ def generate(options: PhantomOptions) -> Phantom:
     truth = _truth(anat, view, maps["vertebrae"], lesion_truth, compression, rib_voxels,
                    options)
     return Phantom(Volume(ct, geometry, uids, CT_IMAGE_STORAGE), maps["vertebrae"],
-                   maps["muscles"], maps["lesions"], canvas.tissue, truth, options, study_uid,
-                   series_uid, derived_uid("spinemets-phantom", key, "frame-of-reference"))
+                   maps["muscles"], maps["lesions"], canvas.tissue, truth, options,
+                   derived_uid("spinemets-phantom", key, "study"), series_uid,
+                   derived_uid("spinemets-phantom", key, "frame-of-reference"))
 
 
-def _paint(canvas: Canvas, solid: Solid, margin: float, value: float, tissue: Tissue) -> None:
-    found = evaluate(solid, canvas.grid, margin)
+def _paint(canvas: Canvas, solid: Solid, value: float, tissue: Tissue) -> None:
+    found = evaluate(solid, canvas.grid, canvas.ramp)
     if found is not None:
         paint(canvas, found[0], found[1], value, tissue)
 

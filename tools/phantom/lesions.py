@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from phantom.anatomy import Anatomy, Level
 from phantom.canvas import Canvas, Tissue, blend
@@ -41,12 +42,19 @@ class Lesion:
         return 2 * float(np.mean(self.blob.radii))
 
 
-def _random_axes(rng: np.random.Generator) -> np.ndarray:
+def _random_axes(rng: np.random.Generator) -> npt.NDArray[np.float64]:
+    """A random rotation matrix."""
     q, r = np.linalg.qr(rng.normal(size=(3, 3)))
     q = q * np.sign(np.diag(r))
     if np.linalg.det(q) < 0:
         q[:, 0] = -q[:, 0]
     return np.asarray(q)
+
+
+def _bump(rng: np.random.Generator) -> tuple[float, float, float, float]:
+    """A random unit direction and phase of one surface undulation."""
+    d = _random_axes(rng)[:, 0]
+    return float(d[0]), float(d[1]), float(d[2]), float(rng.uniform(0, 2 * np.pi))
 
 
 def plan_lesions(options: PhantomOptions, anatomy: Anatomy, candidates: Sequence[str],
@@ -64,20 +72,22 @@ def plan_lesions(options: PhantomOptions, anatomy: Anatomy, candidates: Sequence
         diameter_u, shape_u = rng.random(), rng.uniform(0.85, 1.15, 3)
         hu = (float(rng.uniform(-100, 50)), float(rng.uniform(600, 1200)))
         axes = _random_axes(rng)
-        bumps = tuple((*(float(v) for v in _random_axes(rng)[:, 0]),
-                       float(rng.uniform(0, 2 * np.pi))) for _ in range(3))
+        bumps = tuple(_bump(rng) for _ in range(3))
         if n >= min(options.lesions, len(chosen)):
             continue
         level = anatomy.level(chosen[n])
         frame, radius = _site(anatomy, level, pedicle, side, u, diameter_u, compression)
         radii = tuple(float(radius * v) for v in shape_u)
-        blob = Blob(Frame(frame.origin, frame.axes @ axes), radii, bumps, 0.12)  # type: ignore[arg-type]
+        blob = Blob(Frame(frame.origin, frame.axes @ axes), (radii[0], radii[1], radii[2]),
+                    bumps, 0.12)
         out.append(Lesion(level.name, kind, blob, hu, "pedicle" if pedicle else "body"))
     return out
 
 
-def _site(anatomy: Anatomy, level: Level, pedicle: bool, side: int, u: np.ndarray,
-          diameter_u: float, compression: Compression | None) -> tuple[Frame, float]:
+def _site(anatomy: Anatomy, level: Level, pedicle: bool, side: int,
+          u: npt.NDArray[np.float64], diameter_u: float, compression: Compression | None
+          ) -> tuple[Frame, float]:
+    """Frame (centre) and radius of a lesion in a pedicle or anywhere in the body."""
     f = anatomy.curve.frame(level.s)
     if pedicle:
         radius = 0.5 * (5 + diameter_u * (level.pedicle[0] + 3 - 5))

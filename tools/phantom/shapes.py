@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -259,7 +259,11 @@ class VertebralBody(Primitive):
 
 @dataclass(frozen=True)
 class Blob(Primitive):
-    """An ellipsoid with a smooth bumpy surface (a lesion); ``bumps`` are (k, phase) pairs."""
+    """An ellipsoid with a smooth bumpy surface (a lesion).
+
+    Each bump is a unit direction and a phase: the surface undulates with the direction of
+    the point seen from the centre, by up to ``amplitude`` (a fraction of the radius).
+    """
 
     frame: Frame
     radii: tuple[float, float, float]
@@ -299,9 +303,8 @@ class Solid:
 
 
 def _posed(p: Primitive, pose: Pose) -> Primitive:
-    from dataclasses import replace
-
-    return replace(p, frame=p.frame.posed(pose))  # type: ignore[type-var]
+    moved: Primitive = replace(p, frame=p.frame.posed(pose))  # type: ignore[type-var]
+    return moved
 
 
 @dataclass(frozen=True)
@@ -339,7 +342,8 @@ def _intersect(outer: Block, inner: Block) -> tuple[Block, Block] | None:
             return None
         grid_slices.append(slice(start, stop))
         rel_slices.append(slice(start - o.start, stop - o.start))
-    return tuple(grid_slices), tuple(rel_slices)  # type: ignore[return-value]
+    return ((grid_slices[0], grid_slices[1], grid_slices[2]),
+            (rel_slices[0], rel_slices[1], rel_slices[2]))
 
 
 def evaluate(solid: Solid, grid: Grid, margin: float,

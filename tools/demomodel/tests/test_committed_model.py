@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from segmenter.spec import ModelSpec
-from spinemets import labels
 
 from demomodel import data, export
+from segmenter.spec import ModelSpec
+from spinemets import labels
 
 MODEL_DIR = Path(__file__).resolve().parents[3] / "triton-models" / "vertebrae"
 

@@ -6,14 +6,14 @@ import json
 from pathlib import Path
 
 import numpy as np
-import phantom
 import pytest
 import torch
-from segmenter.spec import ModelSpec
 
+import phantom
 from demomodel import data, export, train
 from demomodel.loss import DiceCELoss
 from demomodel.network import NetworkConfig, build
+from segmenter.spec import ModelSpec
 
 TINY_PATCH = (16, 16, 16)
 

@@ -183,6 +183,18 @@ def test_lesions_inside_their_vertebra_with_their_volume_and_hu() -> None:
     assert np.all(p.vertebrae.array[p.lesions.array > 0] > 0)
 
 
+def test_posterior_lesions_sit_in_the_pedicles() -> None:
+    p = phantom(seed=0, spacing=(1.0, 1.0, 1.0), matrix=140, levels=("T10", "L5"), lesions=8,
+                posterior_lesions=True, **CANONICAL)
+    pedicle = [les for les in p.truth["lesions"] if les["site"] == "pedicle"]
+    assert pedicle
+    for les in pedicle:
+        level = p.truth["levels"][les["level"]]
+        offset = np.asarray(les["centre_lps"]) - np.asarray(level["centre_lps"])
+        assert abs(offset[0]) > 7 and offset[1] > level["depth_mm"] / 4
+        assert les["voxels"] > 0
+
+
 def body_height(p: Phantom, level: str, forward: float) -> float:
     """Label extent along the body axis through a point ``forward`` x half depth in front of
     the centre (nearest-neighbour samples every 0.05 mm)."""

@@ -105,14 +105,16 @@ def test_nifti_affine_maps_voxels_to_the_same_points(tmp_path: Path) -> None:
 def test_cli_writes_dicom_and_truth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["--seed", "3", "--out", str(tmp_path), "--levels", "L2", "L4",
                  "--spacing", "3", "3", "3", "--matrix", "64", "--lesions", "1",
-                 "--compression", "L3", "--patient-id", "CLI-1"])
+                 "--compression", "L3", "--compression-kind", "crush",
+                 "--patient-id", "CLI-1"])
     assert code == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith("phantom seed=3:") and "\n" not in line
     files = sorted((tmp_path / "dicom").glob("*.dcm"))
     truth = json.loads((tmp_path / "truth" / "truth.json").read_text())
     assert len(files) == truth["grid"]["size"][2]
-    assert truth["compression"]["level"] == "L3" and len(truth["lesions"]) == 1
+    assert truth["compression"]["level"] == "L3" and truth["compression"]["kind"] == "crush"
+    assert len(truth["lesions"]) == 1
     assert pydicom.dcmread(files[0], stop_before_pixels=True).PatientID == "CLI-1"
     assert {p.name for p in (tmp_path / "truth").iterdir()} == {
         "ct.nii.gz", "vertebrae.nii.gz", "muscles.nii.gz", "lesions.nii.gz", "truth.json"}
