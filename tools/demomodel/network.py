@@ -43,8 +43,9 @@ class NetworkConfig:
                 "Conv3d k3, InstanceNorm3d, LeakyReLU")
 
 
-def build(config: NetworkConfig, *, deep_supervision: bool = False) -> nn.Module:
-    """Return the network for ``config`` (input channels 1, logits for ``num_classes``)."""
+def build(config: NetworkConfig) -> nn.Module:
+    """Return the network for ``config``: one input channel, ``num_classes`` logits at full
+    resolution only (no deep supervision, as exported)."""
     n = len(config.features)
     model: nn.Module = PlainConvUNet(
         input_channels=1,
@@ -63,7 +64,7 @@ def build(config: NetworkConfig, *, deep_supervision: bool = False) -> nn.Module
         dropout_op_kwargs=None,
         nonlin=nn.LeakyReLU,
         nonlin_kwargs={"inplace": True},
-        deep_supervision=deep_supervision,
+        deep_supervision=False,
     )
     return model
 
@@ -71,12 +72,4 @@ def build(config: NetworkConfig, *, deep_supervision: bool = False) -> nn.Module
 def parameter_count(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def set_deep_supervision(model: nn.Module, enabled: bool) -> None:
-    """Switch deep supervision of a PlainConvUNet's decoder (off for export and inference)."""
-    decoder = getattr(model, "decoder", None)
-    if decoder is None or not hasattr(decoder, "deep_supervision"):
-        raise TypeError("model has no decoder with deep supervision")
-    decoder.deep_supervision = enabled
 

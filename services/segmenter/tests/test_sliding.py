@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 
+from segmenter.inference import segment
 from segmenter.sliding import gaussian_importance, mirror_sets, sliding_window, window_starts
-from spinemets.errors import ModelError
+from segmenter.spec import ModelSpec
+from spinemets.errors import InputError, ModelError
+from spinemets.geometry import Volume
 
 
 def test_gaussian_peaks_at_the_centre_with_sigma_an_eighth_of_the_patch() -> None:
@@ -117,3 +121,17 @@ def test_a_network_with_the_wrong_channel_count_is_a_model_error() -> None:
     with pytest.raises(ModelError, match="shape") as info:
         sliding_window(np.zeros((16, 16, 16), np.float32), (16, 16, 16), 3, sigmoid_net)
     assert info.value.reason == "bad-model-output"
+
+
+def test_a_volume_too_thin_for_context_is_refused_but_a_short_one_is_padded(
+        make_spec: Callable[..., ModelSpec], volume: Callable[..., Volume]) -> None:
+    # Patch 100 x 2 mm = 200 mm: at least 30 mm (0.15) of z extent is needed.
+    spec = make_spec(patch=(100, 16, 16))
+    thin = volume(np.zeros((9, 40, 40), np.int16), spacing=(1.0, 1.0, 3.0))  # 27 mm
+    with pytest.raises(InputError) as info:
+        segment(thin, spec, sigmoid_net)
+    assert info.value.reason == "volume-too-small"
+    short = volume(np.zeros((12, 40, 40), np.int16), spacing=(1.0, 1.0, 3.0))  # 36 mm
+    label_map = segment(short, spec, lambda b: np.zeros((b.shape[0], 3, *b.shape[2:]),
+                                                          np.float32))
+    assert label_map.array.shape == (12, 40, 40)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from segmenter.spec import ModelSpec
 
 from demomodel import evaluate
 from demomodel.data import EVALUATION_SEEDS
+from segmenter.spec import ModelSpec
 
 MODEL_DIR = Path(__file__).resolve().parents[3] / "triton-models" / "vertebrae"
 SEEDS = (EVALUATION_SEEDS.start, EVALUATION_SEEDS.start + 1, EVALUATION_SEEDS.start + 2)
