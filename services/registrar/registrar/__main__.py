@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 import sys
 
+from registrar.server import build
+from registrar.settings import Settings
 from spinemets import logs
 from spinemets.config import CommonSettings, load_section, read_raw
 from spinemets.errors import ConfigError
-
-from registrar.server import build
-from registrar.settings import Settings
 
 log = logging.getLogger("registrar")
 

@@ -6,11 +6,11 @@ import logging
 from pathlib import Path
 
 import grpc
-from spinemets import grpcutil, logs
-from spinemets.v1 import registrar_pb2, registrar_pb2_grpc, volume_pb2
 
 from registrar.history import History, Study
 from registrar.settings import Settings
+from spinemets import grpcutil, logs
+from spinemets.v1 import registrar_pb2, registrar_pb2_grpc, volume_pb2
 
 log = logging.getLogger(__name__)
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from registrar.history import History, Study, taken_at
 from spinemets.errors import InputError
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import grpc
 import pytest
 import yaml
+
 from registrar.server import build
 from registrar.settings import Settings
 from spinemets import grpcutil

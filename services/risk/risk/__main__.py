@@ -7,12 +7,12 @@ import sys
 import warnings
 
 from pydicom import config as pydicom_config
-from spinemets import logs
-from spinemets.config import CommonSettings, load_section, read_raw
-from spinemets.errors import ConfigError
 
 from risk.server import build
 from risk.settings import Settings
+from spinemets import logs
+from spinemets.config import CommonSettings, load_section, read_raw
+from spinemets.errors import ConfigError
 
 log = logging.getLogger("risk")
 

@@ -15,10 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydicom.dataset import Dataset
-from spinemets import labels, logs
-from spinemets.errors import InputError
-from spinemets.geometry import Volume
-from spinemets.labelmaps import LabelMap
 
 from risk.measure import VertebraMeasurement, check_same_grid, measure_vertebrae
 from risk.outbox import Outbox, StoredObject
@@ -26,6 +22,10 @@ from risk.provenance import Provenance
 from risk.seg_writer import build_seg
 from risk.settings import Settings
 from risk.sr_writer import build_sr
+from spinemets import labels, logs
+from spinemets.errors import InputError
+from spinemets.geometry import Volume
+from spinemets.labelmaps import LabelMap
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ import grpc
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+
 from spinemets import volumes
 from spinemets.errors import InputError, SpineMetsError
 from spinemets.geometry import Volume

@@ -22,11 +22,11 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     SegmentationStorage,
 )
 from pynetdicom.status import code_to_category
-from spinemets import logs
-from spinemets.errors import DeliveryError
 
 from risk.outbox import Entry, Outbox
 from risk.settings import Destination
+from spinemets import logs
+from spinemets.errors import DeliveryError
 
 log = logging.getLogger(__name__)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
 from spinemets import labels
 from spinemets.errors import GeometryError, InputError
 from spinemets.geometry import Geometry

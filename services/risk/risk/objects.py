@@ -6,6 +6,7 @@ from typing import Any
 
 import highdicom as hd
 from pydicom.dataset import Dataset
+
 from spinemets import codes
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.filewriter import dcmwrite
+
 from spinemets.errors import InputError
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")

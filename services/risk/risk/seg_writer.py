@@ -13,14 +13,14 @@ import highdicom as hd
 import numpy as np
 import numpy.typing as npt
 from pydicom.dataset import Dataset
-from spinemets import codes
-from spinemets.errors import InputError
-from spinemets.labelmaps import LabelMap
 
 from risk.measure import VertebraMeasurement
 from risk.objects import concept, content_dates
 from risk.provenance import Provenance
 from risk.settings import Equipment
+from spinemets import codes
+from spinemets.errors import InputError
+from spinemets.labelmaps import LabelMap
 
 
 def source_images(slice_instance_uids: Sequence[str], datasets: Sequence[Dataset]

@@ -7,15 +7,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-from spinemets import grpcutil, labelmaps, logs
-from spinemets.errors import InputError
-from spinemets.v1 import risk_pb2, risk_pb2_grpc, volume_pb2
 
 from risk.assess import assess
 from risk.data import DataClient
 from risk.delivery import deliver, send
 from risk.outbox import Outbox
 from risk.settings import Settings
+from spinemets import grpcutil, labelmaps, logs
+from spinemets.errors import InputError
+from spinemets.v1 import risk_pb2, risk_pb2_grpc, volume_pb2
 
 
 def _label_map_chunks(chunks: Iterator[risk_pb2.AssessChunk]

@@ -15,12 +15,12 @@ from collections.abc import Sequence
 
 import highdicom as hd
 from pydicom.dataset import Dataset
-from spinemets import codes
 
 from risk.measure import VertebraMeasurement
 from risk.objects import concept, content_dates
 from risk.provenance import Provenance
 from risk.settings import Equipment
+from spinemets import codes
 
 
 def measurement_group(number: int, m: VertebraMeasurement, seg: Dataset,

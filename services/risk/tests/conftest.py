@@ -16,6 +16,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian
+
 from risk.measure import VertebraMeasurement, measure_vertebrae
 from risk.provenance import Provenance
 from risk.seg_writer import build_seg

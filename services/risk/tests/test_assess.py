@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+
 from risk.assess import Assessment, assess
 from risk.outbox import Outbox
 from risk.settings import Settings

@@ -11,6 +11,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 from pynetdicom import AE
+
 from risk.assess import assess
 from risk.delivery import Sender, deliver, send
 from risk.outbox import Outbox

@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+
 from risk.measure import check_same_grid, measure_vertebrae, volume_ml
 from spinemets import labels
 from spinemets.errors import GeometryError, InputError

@@ -14,8 +14,9 @@ from pathlib import Path
 import grpc
 import pytest
 import yaml
-from listener.data_service import instance_chunks
 from pydicom.dataset import Dataset
+
+from listener.data_service import instance_chunks
 from risk.measure import measure_vertebrae
 from risk.server import build
 from risk.settings import Destination, Settings

@@ -9,6 +9,7 @@ import highdicom as hd
 import numpy as np
 import pytest
 from pydicom.dataset import Dataset
+
 from risk.measure import VertebraMeasurement, measure_vertebrae
 from risk.provenance import DEMO_DISCLAIMER, Provenance
 from risk.seg_writer import build_seg, segment_array, source_images

@@ -11,6 +11,7 @@ import highdicom as hd
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+
 from risk.measure import VertebraMeasurement
 from risk.provenance import DEMO_DISCLAIMER, Provenance
 from spinemets import codes
