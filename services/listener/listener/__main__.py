@@ -7,29 +7,15 @@ import signal
 import sys
 import threading
 
-from pydicom import config as pydicom_config
-
 from listener.app import Listener
 from listener.settings import Settings
-from spinemets import logs
-from spinemets.config import CommonSettings, load_section, read_raw
-from spinemets.errors import ConfigError
+from spinemets.startup import start_service
 
 log = logging.getLogger("listener")
 
 
 def main() -> int:
-    try:
-        raw = read_raw()
-        common = load_section(CommonSettings, "common", raw)
-        settings = load_section(Settings, "listener", raw)
-    except ConfigError as exc:
-        print(f"listener: {exc}", file=sys.stderr)
-        return 2
-    logs.configure("listener", common.log_level)
-    # pydicom's validation warnings quote element values, which may be patient names or IDs.
-    pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
-    log.info("settings", extra=logs.fields(settings=settings.model_dump(mode="json")))
+    common, settings = start_service("listener", Settings)
 
     stop = threading.Event()
 

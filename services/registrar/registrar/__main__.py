@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from registrar.server import build
 from registrar.settings import Settings
-from spinemets import logs
-from spinemets.config import CommonSettings, load_section, read_raw
-from spinemets.errors import ConfigError
-
-log = logging.getLogger("registrar")
+from spinemets.startup import start_service
 
 
 def main() -> int:
-    try:
-        raw = read_raw()
-        common = load_section(CommonSettings, "common", raw)
-        settings = load_section(Settings, "registrar", raw)
-    except ConfigError as exc:
-        print(f"registrar: {exc}", file=sys.stderr)
-        return 2
-    logs.configure("registrar", common.log_level)
-    log.info("settings", extra=logs.fields(settings=settings.model_dump(mode="json")))
+    common, settings = start_service("registrar", Settings)
     server, history = build(settings, common.data_dir)
     server.start()
     server.set_serving(True)

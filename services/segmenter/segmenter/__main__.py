@@ -8,25 +8,21 @@ import sys
 from segmenter.server import HealthMonitor, SegmenterService, load_models
 from segmenter.settings import Settings
 from spinemets import logs
-from spinemets.config import CommonSettings, load_section, read_raw
-from spinemets.errors import ConfigError, ModelError
+from spinemets.errors import ModelError
 from spinemets.grpcutil import Server
+from spinemets.startup import EXIT_BAD_CONFIG, start_service
 from spinemets.v1 import segmenter_pb2_grpc
 
 log = logging.getLogger("segmenter")
 
 
 def main() -> int:
+    _, settings = start_service("segmenter", Settings)
     try:
-        raw = read_raw()
-        common = load_section(CommonSettings, "common", raw)
-        settings = load_section(Settings, "segmenter", raw)
         models = load_models(settings)
-    except (ConfigError, ModelError) as exc:
-        print(f"segmenter: {exc}", file=sys.stderr)
-        return 2
-    logs.configure("segmenter", common.log_level)
-    log.info("settings", extra=logs.fields(settings=settings.model_dump(mode="json")))
+    except ModelError as exc:
+        log.error("cannot load the models: %s", exc)
+        return EXIT_BAD_CONFIG
     for role, model in models.items():
         log.info("model", extra=logs.fields(role=role, name=model.spec.name,
                                             version=model.spec.version, title=model.spec.title,
