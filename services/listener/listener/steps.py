@@ -16,6 +16,7 @@ from google.protobuf import json_format
 from listener.db import Job, Prior, Series
 from listener.settings import Settings
 from spinemets import grpcutil, labelmaps
+from spinemets.dimse import stored
 from spinemets.errors import DeliveryError, SpineMetsError
 from spinemets.v1 import (
     registrar_pb2,
@@ -116,7 +117,7 @@ def deliver(peers: Peers, job: Job, job_dir: Path) -> risk_pb2.DeliverResponse:
     reply: risk_pb2.DeliverResponse = peers.risk.Deliver(series_ref(job),
                                                          timeout=peers.timeouts.deliver_s)
     (job_dir / DELIVERIES_FILE).write_text(json_format.MessageToJson(reply))
-    failed = [d for d in reply.deliveries if d.status != 0]
+    failed = [d for d in reply.deliveries if not stored(d.status)]
     if failed:
         raise DeliveryError(
             "; ".join(f"{d.destination}: status 0x{d.status:04X}" for d in failed),

@@ -21,11 +21,11 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Comprehensive3DSRStorage,
     SegmentationStorage,
 )
-from pynetdicom.status import code_to_category
 
 from risk.outbox import Entry, Outbox
 from risk.settings import Destination
 from spinemets import logs
+from spinemets.dimse import stored
 from spinemets.errors import DeliveryError
 
 log = logging.getLogger(__name__)
@@ -44,11 +44,6 @@ class Delivery:
     @property
     def stored(self) -> bool:
         return stored(self.status)
-
-
-def stored(status: int | None) -> bool:
-    """Whether a C-STORE status means the object is stored (success or warning, PS3.4 B.2.3)."""
-    return status is not None and code_to_category(status) in ("Success", "Warning")
 
 
 def send(destination: Destination, files: Sequence[Path], calling_ae: str, timeout: float
