@@ -1,10 +1,11 @@
 """Ingest throughput: the listener against dcmtk ``storescp``, same series, same ``storescu``.
 
-Both receivers run on loopback in this one script, one after the other, each receiving the
+The receivers run on loopback in this one script, one after the other, each receiving the
 same 300-slice 512x512 CT series from dcmtk ``storescu`` ``--repeat`` times. ``storescp`` runs
 with ``TCP_NODELAY=1`` (else it waits ~40 ms per instance) and writes its files plainly; the
-listener writes, fsyncs and records each instance before answering. Writes
-``bench/results/ingest.json``.
+listener writes, fsyncs and records each instance before answering. A third run, pynetdicom's
+own ``storescp`` application with ``--ignore`` (receives, stores nothing), separates what the
+DICOM library costs from what durability costs. Writes ``bench/results/ingest.json``.
 
     .venv/bin/python bench/ingest.py [--slices 300] [--repeat 3]
 """
@@ -70,6 +71,19 @@ def bench_storescp(files_dir: Path, work: Path, repeat: int) -> list[float]:
         server.wait()
 
 
+def bench_pynetdicom(files_dir: Path, repeat: int) -> list[float]:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "pynetdicom", "storescp", str(port),
+                               "-aet", "PYNETDICOM", "--ignore"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        return [send(files_dir, port, "PYNETDICOM") for _ in range(repeat)]
+    finally:
+        server.terminate()
+        server.wait()
+
+
 def bench_listener(files_dir: Path, work: Path, repeat: int) -> list[float]:
     raw = yaml.safe_load((REPO / "config/spinemets.yaml").read_text())
     port, grpc_port = free_port(), free_port()
@@ -110,14 +124,17 @@ def main() -> int:
                                    patient_name="Bench^Series")
         megabytes = sum(f.stat().st_size for f in files) / 1e6
         reference = bench_storescp(files[0].parent, work, args.repeat)
+        library = bench_pynetdicom(files[0].parent, args.repeat)
         listener = bench_listener(files[0].parent, work, args.repeat)
-    ref, ours = statistics.median(reference), statistics.median(listener)
+    ref, lib, ours = (statistics.median(t) for t in (reference, library, listener))
     result = {
         "series": {"instances": len(files), "megabytes": round(megabytes, 1)},
-        "storescp_s": reference, "listener_s": listener,
+        "storescp_s": reference, "pynetdicom_ignore_s": library, "listener_s": listener,
         "storescp_instances_per_s": round(len(files) / ref, 1),
+        "pynetdicom_ignore_instances_per_s": round(len(files) / lib, 1),
         "listener_instances_per_s": round(len(files) / ours, 1),
         "listener_time_over_storescp": round(ours / ref, 3),
+        "pynetdicom_ignore_time_over_storescp": round(lib / ref, 3),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
