@@ -79,11 +79,18 @@ def argmax_on_grid(probabilities: npt.NDArray[np.float32], shape: Shape3, spacin
     ``shape`` and ``spacing``. The CT grid is processed in slabs of slices, one channel at a
     time, keeping only a running maximum, so memory stays at a few slab-sized arrays whatever
     the channel count and CT size. Ties go to the lower channel, as ``numpy.argmax``.
+
+    A channel whose probability stays below ``1 / channels`` over a slab's support is skipped
+    there: linear interpolation keeps the probabilities of a voxel summing to at most one, so
+    the winner always has at least ``1 / channels`` (times the share of its support inside
+    the grid) and such a channel can never win. Each slab holds only a few vertebrae, so most
+    channels are skipped, and the result is exactly that of resampling every channel.
     """
     model_shape = probabilities.shape[1:]
     model_spacing, model_origin = _grid(shape, spacing, model_shape)
     slices_per_slab = max(1, slab_voxels // (shape[1] * shape[2]))
     result = np.empty(shape, dtype=np.uint8)
+    cannot_win = np.float32(1.0 / probabilities.shape[0])
     for k0 in range(0, shape[0], slices_per_slab):
         k1 = min(shape[0], k0 + slices_per_slab)
         # Model slices whose interpolation support covers CT slices k0..k1-1, one spare each side.
@@ -97,6 +104,8 @@ def argmax_on_grid(probabilities: npt.NDArray[np.float32], shape: Shape3, spacin
         labels = result[k0:k1]
         labels.fill(0)
         for channel in range(probabilities.shape[0]):
+            if channel > 0 and probabilities[channel, lo:hi].max() < cannot_win:
+                continue
             image = _image(probabilities[channel, lo:hi], model_spacing, crop_origin)
             values = _resample(image, slab_shape, spacing, slab_origin)
             better = values > best

@@ -92,3 +92,25 @@ def test_same_spacing_is_the_identity() -> None:
     probs = np.random.default_rng(3).uniform(size=(4, 9, 10, 11)).astype(np.float32)
     assert np.array_equal(argmax_on_grid(probs, (9, 10, 11), (2.0, 2.0, 2.0)),
                           probs.argmax(axis=0))
+
+
+def test_skipping_channels_that_cannot_win_changes_nothing() -> None:
+    """Many localised channels (as vertebrae are): compare with resampling every channel."""
+    from segmenter.resampling import _grid, _image, _resample
+
+    model_shape = target_shape(CT_SHAPE, CT_SPACING, MODEL_SPACING)
+    rng = np.random.default_rng(4)
+    channels = 12
+    logits = rng.normal(0, 0.5, (channels, *model_shape)).astype(np.float32)
+    for c in range(1, channels):  # channel c dominates a band of slices
+        step = model_shape[0] // (channels - 1)
+        band = slice((c - 1) * step, c * step)
+        logits[c, band] += 6.0
+    probs = np.exp(logits - logits.max(axis=0))
+    probs /= probs.sum(axis=0)
+    model_spacing, model_origin = _grid(CT_SHAPE, CT_SPACING, model_shape)
+    every = np.stack([
+        _resample(_image(probs[c], model_spacing, model_origin), CT_SHAPE, CT_SPACING,
+                  (0.0, 0.0, 0.0)) for c in range(channels)])
+    assert np.array_equal(argmax_on_grid(probs, CT_SHAPE, CT_SPACING, slab_voxels=50 * 45 * 4),
+                          every.argmax(axis=0))
