@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 import yaml
+
 from e2e import SENDER_AE
 from peers import Orthanc, free_port
-
 from spinemets.config import read_raw
 from stack.stack import RunningStack, StackConfig, stack_running
 

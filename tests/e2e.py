@@ -11,8 +11,8 @@ from typing import Any
 
 import pydicom
 import pytest
-from peers import Orthanc
 
+from peers import Orthanc
 from phantom import PhantomOptions, generate, write_dicom_series
 from spinemets import labels
 from spinemets.geometry import Volume, assemble_ct

@@ -13,11 +13,11 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from e2e import Stack, dciodvfy_errors, requires, send, wait_for_results
-from peers import Orthanc
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
+from e2e import Stack, dciodvfy_errors, requires, send, wait_for_results
+from peers import Orthanc
 from spinemets.geometry import assemble_ct
 
 REAL_CT = (Path(__file__).resolve().parents[1]
