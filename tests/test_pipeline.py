@@ -83,6 +83,7 @@ def test_sr_has_a_group_per_segment_with_its_volume(delivered: Delivered) -> Non
         assert groups[name].referenced_segment is not None
 
 
+@pytest.mark.acceptance
 def test_demo_model_finds_every_level_with_dice_above_090(delivered: Delivered) -> None:
     """Acceptance of the demo model on a held-out phantom seed, read back from the SEG."""
     masks = seg_masks_on_volume(delivered.seg_path, delivered.volume)

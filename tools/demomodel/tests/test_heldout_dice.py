@@ -16,6 +16,7 @@ SEEDS = (EVALUATION_SEEDS.start, EVALUATION_SEEDS.start + 1, EVALUATION_SEEDS.st
 
 @pytest.mark.slow
 @pytest.mark.integration
+@pytest.mark.acceptance
 @pytest.mark.parametrize("seed", SEEDS)
 def test_every_level_in_view_is_segmented_and_identified(seed: int) -> None:
     spec = ModelSpec.load(MODEL_DIR / "model.json")
