@@ -73,3 +73,11 @@ def parameter_count(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
+
+
+def set_deep_supervision(model: nn.Module, enabled: bool) -> None:
+    """Return every decoder output (training) or the full-resolution one only (inference)."""
+    decoder = getattr(model, "decoder", None)
+    if decoder is None or not hasattr(decoder, "deep_supervision"):
+        raise TypeError("model is not a U-Net with a deep-supervision switch")
+    decoder.deep_supervision = enabled

@@ -22,6 +22,19 @@ from spinemets import codes
 from spinemets.errors import InputError
 from spinemets.labelmaps import LabelMap
 
+#: Type 2 attributes of the Patient and General Study modules that the result objects copy from
+#: their source. Some scanners omit them; Type 2 may be empty, so they are added empty.
+COPIED_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
+                "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber")
+
+
+def complete_type2(datasets: Sequence[Dataset]) -> None:
+    """Add the :data:`COPIED_TYPE2` attributes a source lacks, empty (in memory only)."""
+    for ds in datasets:
+        for keyword in COPIED_TYPE2:
+            if keyword not in ds:
+                setattr(ds, keyword, "")
+
 
 def source_images(slice_instance_uids: Sequence[str], datasets: Sequence[Dataset]
                   ) -> tuple[list[Dataset], npt.NDArray[np.intp]]:
@@ -32,6 +45,7 @@ def source_images(slice_instance_uids: Sequence[str], datasets: Sequence[Dataset
     identity); for one multi-frame image (slice UIDs ``"<uid>#<frame>"``) ``sources`` is that
     image and ``array[order][f - 1]`` is the slice of frame ``f``.
     """
+    complete_type2(datasets)
     by_uid = {str(ds.SOPInstanceUID): ds for ds in datasets}
     if all("#" in uid for uid in slice_instance_uids):
         uids = {uid.split("#")[0] for uid in slice_instance_uids}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from pathlib import Path
 
@@ -130,3 +131,22 @@ def test_missing_source_instances_are_an_input_error(volume: Volume,
                                                      ct_series: list[Dataset]) -> None:
     with pytest.raises(InputError, match="not received"):
         source_images(volume.slice_instance_uids, ct_series[1:])
+
+
+def test_sources_without_type2_patient_and_study_attributes_still_give_a_valid_seg(
+        headers: list[Dataset], volume: Volume, label_map: LabelMap,
+        measurements: tuple[VertebraMeasurement, ...], provenance: Provenance,
+        tmp_path: Path, dciodvfy: Callable[[Path], list[str]]) -> None:
+    """Some scanners omit Type 2 attributes (seen on a real CT): they are written empty."""
+    stripped = [copy.deepcopy(ds) for ds in headers]
+    for ds in stripped:
+        for keyword in ("PatientBirthDate", "PatientSex", "ReferringPhysicianName", "StudyID",
+                        "AccessionNumber"):
+            if keyword in ds:
+                delattr(ds, keyword)
+    seg = build_seg(stripped, volume.slice_instance_uids, label_map, measurements, provenance,
+                    Settings().equipment, 9701)
+    assert seg.PatientBirthDate == "" and seg.PatientSex == ""
+    path = tmp_path / "seg.dcm"
+    seg.save_as(path, enforce_file_format=True)
+    assert dciodvfy(path) == []

@@ -39,6 +39,7 @@ def test_model_json_is_a_valid_demo_spec(spec: ModelSpec) -> None:
     assert spec.input.name == "input" and spec.output.name == "logits"
 
 
+@pytest.mark.acceptance
 def test_model_json_records_normalisation_and_provenance(spec: ModelSpec) -> None:
     raw = json.loads((MODEL_DIR / "model.json").read_text())
     assert spec.normalization.model_dump(exclude={"scheme"}) == {
