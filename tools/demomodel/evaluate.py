@@ -2,8 +2,8 @@
 
 Phantom seed ranges (:mod:`demomodel.data`): training 1_000_000.., validation 2_000_000..,
 held-out evaluation 3_000_000.. — disjoint from each other and from the small seeds the test
-suites use. Evaluation phantoms are generated on clinical grids (in-plane pixels 0.7-0.9 mm,
-slices 1-3 mm, a random cranio-caudal field of view) and segmented by
+suites use. Evaluation phantoms are generated on clinical grids drawn by the generator (in-plane
+pixels 0.6-1.0 mm, slices 1-3 mm, a random cranio-caudal field of view) and segmented by
 :func:`segmenter.inference.segment` with an onnxruntime ``predict``, so the figures include
 resampling, sliding window and post-processing exactly as served.
 

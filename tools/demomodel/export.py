@@ -24,7 +24,7 @@ import onnxruntime as ort
 import torch
 
 from demomodel import data
-from demomodel.network import NetworkConfig, build, parameter_count
+from demomodel.network import ModelConfig, TwoScaleUNet, parameter_count
 from stack.triton import write_config
 
 log = logging.getLogger(__name__)
@@ -37,20 +37,20 @@ TOLERANCE = 1e-3
 MAX_ONNX_BYTES = 20 * 1024 * 1024
 
 
-def load(checkpoint: dict[str, Any]) -> tuple[torch.nn.Module, NetworkConfig]:
-    """The network of a checkpoint, in eval mode without deep supervision."""
-    net = checkpoint["network"]
-    config = NetworkConfig(tuple(net["patch_size_zyx"]), tuple(net["features"]),
-                           int(net["num_classes"]))
-    model = build(config)
+def load(checkpoint: dict[str, Any]) -> TwoScaleUNet:
+    """The network of a checkpoint, in eval mode."""
+    raw = checkpoint["model"]
+    config = ModelConfig(tuple(raw["patch_size_zyx"]), tuple(raw["bone_features"]),
+                         tuple(raw["level_features"]), int(raw["num_levels"]))
+    model = TwoScaleUNet(config)
     model.load_state_dict(checkpoint["state_dict"])
-    return model.eval(), config
+    return model.eval()
 
 
-def model_description(checkpoint: dict[str, Any], config: NetworkConfig, role: str,
+def model_description(checkpoint: dict[str, Any], model: TwoScaleUNet, role: str,
                       version: str) -> dict[str, Any]:
     """The ``model.json`` content of a checkpoint."""
-    model, _ = load(checkpoint)
+    config = model.config
     return {
         "name": role,
         "version": version,
@@ -70,10 +70,11 @@ def model_description(checkpoint: dict[str, Any], config: NetworkConfig, role: s
     }
 
 
-def to_onnx(model: torch.nn.Module, config: NetworkConfig, path: Path) -> None:
+def to_onnx(model: TwoScaleUNet, path: Path) -> None:
     """Write the ONNX graph and check it against torch on a random batch of two patches."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    example = torch.randn(2, 1, *config.patch_size_zyx, generator=torch.Generator().manual_seed(0))
+    example = torch.randn(2, 1, *model.config.patch_size_zyx,
+                          generator=torch.Generator().manual_seed(0))
     tmp = path.with_suffix(".tmp.onnx")
     torch.onnx.export(model, (example,), str(tmp), dynamo=False, opset_version=OPSET,
                       input_names=["input"], output_names=["logits"],
@@ -98,9 +99,9 @@ def export(checkpoint: dict[str, Any], out: Path, version: str = "1") -> None:
 
     The folder's name is the model's name and role (Triton names a model after its folder).
     """
-    model, config = load(checkpoint)
-    to_onnx(model, config, out / version / "model.onnx")
-    description = model_description(checkpoint, config, out.name, version)
+    model = load(checkpoint)
+    to_onnx(model, out / version / "model.onnx")
+    description = model_description(checkpoint, model, out.name, version)
     (out / "model.json").write_text(json.dumps(description, indent=2) + "\n")
     log.info("wrote %s and %s", out / "model.json", write_config(out))
 

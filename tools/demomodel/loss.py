@@ -1,65 +1,59 @@
-"""Training losses: nnU-Net's Dice + CE, a whole-spine region term, and deep supervision."""
+"""Training losses of the two U-Nets: nnU-Net's Dice + CE for bone, CE for the level."""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-
-def soft_dice(probs: torch.Tensor, onehot: torch.Tensor, axes: tuple[int, ...],
-              smooth: float = 1e-5) -> torch.Tensor:
-    """Soft Dice over ``axes`` (nnU-Net's formula, ``smooth`` in numerator and denominator)."""
-    intersection = (probs * onehot).sum(axes)
-    total = probs.sum(axes) + onehot.sum(axes)
-    return (2 * intersection + smooth) / torch.clamp(total + smooth, min=1e-8)
+#: Target value ignored by the level loss (blocks without vertebra voxels).
+IGNORE = -1
 
 
 class DiceCELoss(nn.Module):
-    """``CE + (1 - soft Dice) + (1 - soft Dice of the whole spine)``.
+    """nnU-Net's ``DC_and_CE_loss``: ``CE + (1 - soft Dice)``.
 
-    The first two terms are nnU-Net's ``DC_and_CE_loss``: Dice over the whole batch per
-    foreground class (``batch_dice``), averaged over the classes present in the batch. The third
-    is a region term as in nnU-Net's region-based training: the union of all foreground classes
-    (probability ``1 - p(background)``). It makes the network delineate bone early, while
-    telling the levels apart is still being learnt.
+    Dice is computed over the whole batch per foreground class (``batch_dice``) and averaged
+    over the classes present in the batch.
     """
+
+    def __init__(self, smooth: float = 1e-5) -> None:
+        super().__init__()
+        self.smooth = smooth
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
-        probs = torch.softmax(logits, dim=1)
-        onehot = torch.zeros_like(logits).scatter_(1, target[:, None], 1.0)
+        probs = torch.softmax(logits, dim=1)[:, 1:]
+        onehot = torch.zeros_like(logits).scatter_(1, target[:, None], 1.0)[:, 1:]
         axes = (0, *range(2, logits.ndim))
-        present = (onehot[:, 1:].sum(axes) > 0).float()
-        dice = (soft_dice(probs[:, 1:], onehot[:, 1:], axes) * present).sum()
-        mean_dice = dice / torch.clamp(present.sum(), min=1.0)
-        region = soft_dice(1 - probs[:, 0], 1 - onehot[:, 0], tuple(range(logits.ndim - 1)))
+        intersection = (probs * onehot).sum(axes)
+        total = probs.sum(axes) + onehot.sum(axes)
+        dice = (2 * intersection + self.smooth) / torch.clamp(total + self.smooth, min=1e-8)
+        present = (onehot.sum(axes) > 0).float()
+        mean_dice = (dice * present).sum() / torch.clamp(present.sum(), min=1.0)
         ce: torch.Tensor = nn.functional.cross_entropy(logits, target)
-        return ce + (1.0 - mean_dice) + (1.0 - region)
+        return ce + (1.0 - mean_dice)
 
 
-class DeepSupervisionLoss(nn.Module):
-    """nnU-Net's deep supervision: ``loss`` on every decoder output, weights ``1 / 2**i``.
+def level_targets(target: torch.Tensor, num_levels: int, scale: int) -> torch.Tensor:
+    """Level index (0-based) of every ``scale``-cube of ``target`` holding vertebra voxels.
 
-    Outputs come full resolution first; the lowest one gets weight 0, as in nnU-Net, and the
-    weights are normalised to sum to 1. Targets are subsampled (nearest) to each output.
+    ``target`` ``[N, Z, Y, X]`` holds channels (0 background, 1..num_levels); each block gets
+    its most frequent level (the more cranial one on a tie), blocks without any get
+    :data:`IGNORE`.
     """
+    n, z, y, x = target.shape
+    s = scale
+    blocks = (target.reshape(n, z // s, s, y // s, s, x // s, s)
+              .permute(0, 1, 3, 5, 2, 4, 6).reshape(n, z // s, y // s, x // s, s ** 3))
+    # Background voxels get distinct values above every level, so they never form the mode.
+    filler = num_levels + 1 + torch.arange(s ** 3, dtype=target.dtype)
+    mode = torch.where(blocks > 0, blocks, filler).mode(dim=-1).values
+    return torch.where(mode <= num_levels, mode - 1, torch.full_like(mode, IGNORE))
 
-    def __init__(self, loss: nn.Module) -> None:
-        super().__init__()
-        self.loss = loss
 
-    def forward(self, outputs: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
-        weights = [0.5 ** i for i in range(len(outputs))]
-        if len(weights) > 1:
-            weights[-1] = 0.0
-        total = sum(weights)
-        result = torch.zeros((), device=target.device)
-        for weight, output in zip(weights, outputs, strict=True):
-            if weight == 0.0:
-                continue
-            steps = [t // o for t, o in zip(target.shape[1:], output.shape[2:], strict=True)]
-            sub = target[(slice(None), *(slice(s // 2, None, s) for s in steps))]
-            result = result + weight / total * self.loss(output, sub)
-        return result
+def level_loss(logits: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the level given vertebra, over the blocks that hold vertebra voxels."""
+    if bool((levels == IGNORE).all()):
+        return logits.sum() * 0.0
+    loss: torch.Tensor = nn.functional.cross_entropy(logits.float(), levels, ignore_index=IGNORE)
+    return loss

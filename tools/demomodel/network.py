@@ -1,25 +1,40 @@
-"""The demo network: a small nnU-Net-style 3D PlainConvUNet (dynamic_network_architectures).
+"""The demo network: two nnU-Net-style PlainConvUNets (dynamic_network_architectures) in one graph.
 
-Built the way nnU-Net v2 plans build ``PlainConvUNet`` for 3d_fullres: Conv3d, kernel 3,
-InstanceNorm3d (affine, eps 1e-5), LeakyReLU (inplace), conv bias, no dropout, two convs per
-encoder and decoder stage. An axis stops being downsampled once it would drop below
+Each U-Net is built the way nnU-Net v2 plans build ``PlainConvUNet`` for 3d_fullres: Conv3d,
+kernel 3, InstanceNorm3d (affine, eps 1e-5), LeakyReLU (inplace), conv bias, no dropout, two
+convs per encoder and decoder stage; an axis stops being downsampled once it would drop below
 :data:`MIN_BOTTLENECK` voxels, as nnU-Net's planner does.
+
+:class:`TwoScaleUNet` factorises the label distribution as nnU-Net's cascade splits the work
+between a low- and a full-resolution network::
+
+    p(background) = p_bone(background)                       full resolution (2 classes)
+    p(level k)    = p_bone(vertebra) * p_levels(k | vertebra) half resolution, nearest upsampled
+
+The full-resolution U-Net delineates vertebral bone (a local task, learnt in a few hundred
+iterations); the half-resolution U-Net, eight times cheaper per patch, learns which level each
+vertebra is, which needs the long cranio-caudal context and many iterations. The graph returns
+the logarithms of these probabilities as its logits, so the client's softmax gives them back
+exactly and the client's argmax, resampling and post-processing apply unchanged.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
 from torch import nn
 
 #: Smallest edge length (voxels) of the bottleneck feature map along any axis.
 MIN_BOTTLENECK = 4
+#: Downsampling factor of the level network's input.
+LEVEL_SCALE = 2
 
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    """Everything that fixes the network's shape; stored in model.json for reproduction."""
+    """Shape of one PlainConvUNet."""
 
     patch_size_zyx: tuple[int, int, int]
     features: tuple[int, ...]
@@ -37,15 +52,47 @@ class NetworkConfig:
         return tuple(strides)
 
     def describe(self) -> str:
+        return (f"PlainConvUNet, {len(self.features)} stages, features {list(self.features)}, "
+                f"strides {[list(s) for s in self.strides]}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the whole model: patch, the two U-Nets' features, number of levels (+ sacrum)."""
+
+    patch_size_zyx: tuple[int, int, int]
+    bone_features: tuple[int, ...]
+    level_features: tuple[int, ...]
+    num_levels: int
+
+    def __post_init__(self) -> None:
+        if any(p % LEVEL_SCALE for p in self.patch_size_zyx):
+            raise ValueError(f"patch size {self.patch_size_zyx} must be divisible by "
+                             f"{LEVEL_SCALE}")
+
+    @property
+    def bone(self) -> NetworkConfig:
+        return NetworkConfig(self.patch_size_zyx, self.bone_features, 2)
+
+    @property
+    def levels(self) -> NetworkConfig:
+        half = tuple(p // LEVEL_SCALE for p in self.patch_size_zyx)
+        return NetworkConfig((half[0], half[1], half[2]), self.level_features, self.num_levels)
+
+    @property
+    def num_classes(self) -> int:
+        """Output channels: background, then the levels."""
+        return 1 + self.num_levels
+
+    def describe(self) -> str:
         """One line for model.json's ``architecture``."""
-        return (f"PlainConvUNet (dynamic_network_architectures), {len(self.features)} stages, "
-                f"features {list(self.features)}, strides {[list(s) for s in self.strides]}, "
-                "Conv3d k3, InstanceNorm3d, LeakyReLU")
+        return (f"Two PlainConvUNets (dynamic_network_architectures; Conv3d k3, InstanceNorm3d, "
+                f"LeakyReLU): vertebral bone at full resolution ({self.bone.describe()}) times "
+                f"level at half resolution ({self.levels.describe()})")
 
 
 def build(config: NetworkConfig) -> nn.Module:
-    """Return the network for ``config``: one input channel, ``num_classes`` logits at full
-    resolution only (no deep supervision, as exported)."""
+    """One PlainConvUNet: one input channel, ``num_classes`` logits at full resolution only."""
     n = len(config.features)
     model: nn.Module = PlainConvUNet(
         input_channels=1,
@@ -69,15 +116,27 @@ def build(config: NetworkConfig) -> nn.Module:
     return model
 
 
+class TwoScaleUNet(nn.Module):
+    """Input ``[N, 1, Z, Y, X]`` -> log-probabilities ``[N, 1 + levels, Z, Y, X]``."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.bone = build(config.bone)
+        self.levels = build(config.levels)
+
+    def level_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Level logits at half resolution, from the average-pooled input."""
+        logits: torch.Tensor = self.levels(nn.functional.avg_pool3d(x, LEVEL_SCALE))
+        return logits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bone = nn.functional.log_softmax(self.bone(x), dim=1)
+        level = nn.functional.log_softmax(self.level_logits(x), dim=1)
+        level = nn.functional.interpolate(level, scale_factor=LEVEL_SCALE, mode="nearest")
+        return torch.cat([bone[:, :1], bone[:, 1:] + level], dim=1)
+
+
 def parameter_count(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-
-def set_deep_supervision(model: nn.Module, enabled: bool) -> None:
-    """Return every decoder output (training) or the full-resolution one only (inference)."""
-    decoder = getattr(model, "decoder", None)
-    if decoder is None or not hasattr(decoder, "deep_supervision"):
-        raise TypeError("model is not a U-Net with a deep-supervision switch")
-    decoder.deep_supervision = enabled

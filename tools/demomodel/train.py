@@ -1,11 +1,12 @@
 """Train the phantom-trained demo vertebra model (not for clinical use) and export it.
 
 ``python -m demomodel.train --out triton-models/vertebrae`` reproduces the committed model:
-it generates (or reuses) the phantom cache, trains a small nnU-Net-style U-Net with Dice + CE
-and a poly learning-rate schedule, measures the validation Dice on the model grid, and exports
-ONNX + model.json. Everything random is seeded; a run that completes its iterations within the
-time budget is repeatable on the same machine and thread count. Checkpoints go to
-``<cache>/checkpoints``.
+it generates (or reuses) the phantom cache, trains the level U-Net (half resolution,
+cross-entropy of the level given vertebra) and then the bone U-Net (full resolution, nnU-Net's
+Dice + CE of vertebra versus background), measures the validation Dice on the model grid and
+exports ONNX, model.json and config.pbtxt. Both phases use AdamW with nnU-Net's poly schedule.
+Everything random is seeded; a run that completes its iterations within the time budgets is
+repeatable on the same machine and thread count. Checkpoints go to ``<cache>/checkpoints``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,25 @@ import numpy as np
 import torch
 
 from demomodel import data, evaluate, export
-from demomodel.loss import DiceCELoss
-from demomodel.network import NetworkConfig, build, parameter_count
+from demomodel.loss import DiceCELoss, level_loss, level_targets
+from demomodel.network import LEVEL_SCALE, ModelConfig, TwoScaleUNet, parameter_count
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE = Path(".cache/demomodel")
+#: ``loss(model, image, target)`` of one phase.
+PhaseLoss = Callable[[TwoScaleUNet, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Optimisation of one of the two U-Nets."""
+
+    iterations: int
+    batch_size: int
+    learning_rate: float
+    time_budget_s: float
+    weight_decay: float = 3e-5
 
 
 @dataclass(frozen=True)
@@ -36,23 +50,22 @@ class TrainConfig:
     """Hyper-parameters of one training run (all recorded in the checkpoint and model.json)."""
 
     spacing_zyx: tuple[float, float, float] = (2.0, 2.0, 2.0)
-    patch_size_zyx: tuple[int, int, int] = (160, 64, 64)
-    features: tuple[int, ...] = (8, 16, 32, 48, 64, 96)
+    patch_size_zyx: tuple[int, int, int] = (192, 64, 64)
+    bone_features: tuple[int, ...] = (8, 16, 32, 48, 64)
+    level_features: tuple[int, ...] = (16, 32, 64, 96, 128)
     train_seeds: tuple[int, int] = (data.TRAIN_SEEDS.start, data.TRAIN_SEEDS.start + 60)
     validation_seeds: tuple[int, int] = (data.VALIDATION_SEEDS.start,
                                          data.VALIDATION_SEEDS.start + 3)
-    iterations: int = 2000
-    batch_size: int = 2
-    learning_rate: float = 2e-3
-    weight_decay: float = 3e-5
+    levels: Phase = field(default_factory=lambda: Phase(1500, 4, 3e-3, 22 * 60))
+    bone: Phase = field(default_factory=lambda: Phase(600, 2, 3e-3, 16 * 60))
     seed: int = 12345
     threads: int = 2
     bf16: bool = True
-    time_budget_s: float = 40 * 60
 
     @property
-    def network(self) -> NetworkConfig:
-        return NetworkConfig(self.patch_size_zyx, self.features, len(data.CHANNELS))
+    def model(self) -> ModelConfig:
+        return ModelConfig(self.patch_size_zyx, self.bone_features, self.level_features,
+                           len(data.CHANNELS) - 1)
 
 
 def poly_lr(initial: float, progress: float, exponent: float = 0.9) -> float:
@@ -60,99 +73,135 @@ def poly_lr(initial: float, progress: float, exponent: float = 0.9) -> float:
     return float(initial * (1 - min(progress, 1.0)) ** exponent)
 
 
-def fit(model: torch.nn.Module, sampler: data.PatchSampler, config: TrainConfig,
-        checkpoint: Callable[[int], object] | None = None) -> list[float]:
-    """Train ``model`` in place on patches from ``sampler``; return the loss of every iteration.
+def bone_loss(model: TwoScaleUNet, image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Dice + CE of the full-resolution U-Net: vertebra (any level, sacrum) versus the rest."""
+    loss: torch.Tensor = DiceCELoss()(model.bone(image), (target > 0).long())
+    return loss
 
-    AdamW with nnU-Net's poly schedule. The schedule follows the iteration count or the time
-    budget, whichever is further along, so the learning rate is annealed when the budget ends a
-    run early on a slow or busy machine. ``checkpoint(i)`` is called every 250 iterations.
+
+def levels_loss(model: TwoScaleUNet, image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """CE of the half-resolution U-Net: the level of every block holding vertebra voxels."""
+    levels = level_targets(target, model.config.num_levels, LEVEL_SCALE)
+    return level_loss(model.level_logits(image), levels)
+
+
+def fit(model: TwoScaleUNet, part: torch.nn.Module, loss_of: PhaseLoss,
+        sampler: data.PatchSampler, phase: Phase, *, bf16: bool = True,
+        checkpoint: Callable[[int], object] | None = None) -> list[float]:
+    """Optimise the parameters of ``part`` (a sub-network of ``model``) for one phase.
+
+    AdamW with nnU-Net's poly schedule, which follows the iteration count or the time budget,
+    whichever is further along, so the learning rate is annealed when the budget ends a phase
+    early on a slow or busy machine. ``checkpoint(i)`` is called every 250 iterations. Returns
+    the loss of every iteration; the model is left in eval mode.
     """
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
-                                  weight_decay=config.weight_decay)
-    loss_fn = DiceCELoss()
+    optimizer = torch.optim.AdamW(part.parameters(), lr=phase.learning_rate,
+                                  weight_decay=phase.weight_decay)
     model.train()
     started = time.monotonic()
     losses: list[float] = []
-    for iteration in range(config.iterations):
+    for iteration in range(phase.iterations):
         elapsed = time.monotonic() - started
-        if elapsed > config.time_budget_s:
+        if elapsed > phase.time_budget_s:
             log.warning("time budget reached after %d iterations", iteration)
             break
-        progress = max(iteration / config.iterations, elapsed / config.time_budget_s)
+        progress = max(iteration / phase.iterations, elapsed / phase.time_budget_s)
         for group in optimizer.param_groups:
-            group["lr"] = poly_lr(config.learning_rate, progress)
-        x, y = sampler.batch(config.batch_size)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-            logits = model(torch.from_numpy(x))
-        loss = loss_fn(logits, torch.from_numpy(y))
+            group["lr"] = poly_lr(phase.learning_rate, progress)
+        x, y = sampler.batch(phase.batch_size)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = loss_of(model, torch.from_numpy(x), torch.from_numpy(y))
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)
+        torch.autograd.backward(loss)
+        torch.nn.utils.clip_grad_norm_(part.parameters(), 12.0)
         optimizer.step()
         losses.append(loss.item())
         if (iteration + 1) % 25 == 0:
             log.info("iteration %d/%d loss %.4f (mean of last 25) %.0f s", iteration + 1,
-                     config.iterations, float(np.mean(losses[-25:])),
-                     time.monotonic() - started)
+                     phase.iterations, float(np.mean(losses[-25:])), time.monotonic() - started)
         if checkpoint is not None and (iteration + 1) % 250 == 0:
             checkpoint(iteration + 1)
     model.eval()
     return losses
 
 
-def train(config: TrainConfig, cache: Path) -> dict[str, Any]:
-    """Train and return the checkpoint (state dict, configuration, normalisation, provenance)."""
+def _summary(losses: list[float], seconds: float) -> dict[str, Any]:
+    return {"iterations": len(losses), "seconds": round(seconds, 1),
+            "first_loss": round(float(np.mean(losses[:25])), 4) if losses else None,
+            "final_loss": round(float(np.mean(losses[-25:])), 4) if losses else None}
+
+
+def train(config: TrainConfig, cache: Path, resume: dict[str, Any] | None = None
+          ) -> dict[str, Any]:
+    """Train both U-Nets; return the checkpoint (state dict, configuration, provenance).
+
+    ``resume``: a checkpoint of the same architecture whose weights the run starts from (its
+    own provenance is kept under ``resumed_from``).
+    """
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     started = time.monotonic()
     cases = data.cached_cases(range(*config.train_seeds), config.spacing_zyx, cache / "phantoms")
-    normalization = data.NORMALIZATION
     log.info("%d training phantoms ready in %.0f s", len(cases), time.monotonic() - started)
-    sampler = data.PatchSampler(cases, normalization, config.patch_size_zyx, rng)
-    model = build(config.network)
-    log.info("network: %s, %d parameters", config.network.describe(), parameter_count(model))
-    train_started = time.monotonic()
-    losses = fit(model, sampler, config, lambda i: _save(cache, model, config, normalization,
-                                                          {"iterations": i}))
-    train_seconds = time.monotonic() - train_started
+    sampler = data.PatchSampler(cases, data.NORMALIZATION, config.patch_size_zyx, rng)
+    model = TwoScaleUNet(config.model)
+    if resume is not None:
+        model.load_state_dict(resume["state_dict"])
+        log.info("resuming from a checkpoint trained for %s iterations",
+                 resume["training"].get("iterations"))
+    log.info("%s: %d parameters", config.model.describe(), parameter_count(model))
+    phases: dict[str, Any] = {}
+    for name, part, loss_of, phase in (("levels", model.levels, levels_loss, config.levels),
+                                       ("bone", model.bone, bone_loss, config.bone)):
+        log.info("training the %s U-Net", name)
+        phase_started = time.monotonic()
+
+        def checkpoint(iteration: int, phase_name: str = name) -> None:
+            _save(cache, model, config, {phase_name: iteration})
+
+        losses = fit(model, part, loss_of, sampler, phase, bf16=config.bf16,
+                     checkpoint=checkpoint)
+        phases[name] = _summary(losses, time.monotonic() - phase_started)
     validation = evaluate.validate_on_model_grid(
-        model, normalization, config.patch_size_zyx,
+        model, data.NORMALIZATION, config.patch_size_zyx,
         data.cached_cases(range(*config.validation_seeds), config.spacing_zyx,
                           cache / "phantoms"), config.spacing_zyx)
     log.info("validation Dice per level: %s", validation)
     provenance = {
+        "script": "tools/demomodel/train.py",
         "phantom_seeds": {"train": list(config.train_seeds),
                           "validation": list(config.validation_seeds),
                           "evaluation": [data.EVALUATION_SEEDS.start, data.EVALUATION_SEEDS.stop]},
         "phantom_generator_sha256": data.phantom_fingerprint(),
-        "iterations": len(losses),
-        "batch_size": config.batch_size,
-        "train_seconds": round(train_seconds, 1),
+        "phases": phases,
+        "iterations": sum(p["iterations"] for p in phases.values()),
+        "train_seconds": round(time.monotonic() - started, 1),
         "threads": config.threads,
-        "first_loss": round(float(np.mean(losses[:25])), 4) if losses else None,
-        "final_loss": round(float(np.mean(losses[-25:])), 4) if losses else None,
         "validation_dice": {k: round(v, 4) for k, v in validation.items()},
         "validation_mean_dice": round(float(np.mean(list(validation.values()))), 4)
         if validation else None,
         "config": _jsonable(asdict(config)),
-        "script": "tools/demomodel/train.py",
     }
-    return _save(cache, model, config, normalization, provenance)
+    if resume is not None:
+        provenance["resumed_from"] = resume["training"]
+        provenance["total_iterations"] = (provenance["iterations"]
+                                          + resume["training"].get("total_iterations",
+                                                                   resume["training"]["iterations"]))
+    return _save(cache, model, config, provenance)
 
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def _save(cache: Path, model: torch.nn.Module, config: TrainConfig,
-          normalization: data.Normalization, training: dict[str, Any]) -> dict[str, Any]:
+def _save(cache: Path, model: TwoScaleUNet, config: TrainConfig,
+          training: dict[str, Any]) -> dict[str, Any]:
     checkpoint = {
         "state_dict": model.state_dict(),
-        "network": _jsonable(asdict(config.network)),
+        "model": _jsonable(asdict(config.model)),
         "spacing_zyx": list(config.spacing_zyx),
-        "normalization": asdict(normalization),
+        "normalization": asdict(data.NORMALIZATION),
         "training": training,
     }
     path = cache / "checkpoints" / "last.pt"
@@ -162,19 +211,23 @@ def _save(cache: Path, model: torch.nn.Module, config: TrainConfig,
     return checkpoint
 
 
-def _parse(argv: Sequence[str] | None) -> tuple[TrainConfig, Path, Path]:
+def _parse(argv: Sequence[str] | None) -> tuple[TrainConfig, Path, Path, Path | None]:
     default = TrainConfig()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="triton-models/<role> folder")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
-    parser.add_argument("--iterations", type=int, default=default.iterations)
-    parser.add_argument("--time-budget-min", type=float, default=default.time_budget_s / 60)
+    parser.add_argument("--resume", type=Path, help="checkpoint to continue training from "
+                        "(e.g. <cache>/checkpoints/last.pt of an earlier run)")
+    parser.add_argument("--level-lr", type=float, default=default.levels.learning_rate)
+    parser.add_argument("--bone-lr", type=float, default=default.bone.learning_rate)
+    parser.add_argument("--level-iterations", type=int, default=default.levels.iterations)
+    parser.add_argument("--level-minutes", type=float, default=default.levels.time_budget_s / 60)
+    parser.add_argument("--bone-iterations", type=int, default=default.bone.iterations)
+    parser.add_argument("--bone-minutes", type=float, default=default.bone.time_budget_s / 60)
     parser.add_argument("--train-phantoms", type=int,
                         default=default.train_seeds[1] - default.train_seeds[0])
     parser.add_argument("--validation-phantoms", type=int,
                         default=default.validation_seeds[1] - default.validation_seeds[0])
-    parser.add_argument("--batch-size", type=int, default=default.batch_size)
-    parser.add_argument("--learning-rate", type=float, default=default.learning_rate)
     parser.add_argument("--seed", type=int, default=default.seed)
     parser.add_argument("--threads", type=int, default=default.threads)
     parser.add_argument("--no-bf16", action="store_true", help="train in float32")
@@ -183,16 +236,18 @@ def _parse(argv: Sequence[str] | None) -> tuple[TrainConfig, Path, Path]:
         train_seeds=(data.TRAIN_SEEDS.start, data.TRAIN_SEEDS.start + args.train_phantoms),
         validation_seeds=(data.VALIDATION_SEEDS.start,
                           data.VALIDATION_SEEDS.start + args.validation_phantoms),
-        iterations=args.iterations, batch_size=args.batch_size,
-        learning_rate=args.learning_rate, seed=args.seed, threads=args.threads,
-        bf16=not args.no_bf16, time_budget_s=args.time_budget_min * 60)
-    return config, args.cache, args.out
+        levels=Phase(args.level_iterations, default.levels.batch_size, args.level_lr,
+                     args.level_minutes * 60),
+        bone=Phase(args.bone_iterations, default.bone.batch_size, args.bone_lr,
+                   args.bone_minutes * 60),
+        seed=args.seed, threads=args.threads, bf16=not args.no_bf16)
+    return config, args.cache, args.out, args.resume
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    config, cache, out = _parse(argv)
-    checkpoint = train(config, cache)
+    config, cache, out, resume = _parse(argv)
+    checkpoint = train(config, cache, torch.load(resume, weights_only=False) if resume else None)
     export.export(checkpoint, out)
 
 

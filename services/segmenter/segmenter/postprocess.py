@@ -9,11 +9,11 @@ Level consistency rule
     ``FRAGMENT_FRACTION`` of the median over levels of each level's largest component are
     fragments: a fragment touching a vertebra joins it, any other becomes background. The
     vertebrae left are ordered cranio-caudally by centroid and given consecutive levels
-    ``o, o+1, ...``; ``o`` is the single offset that maximises the number of voxels whose new
-    level equals the network's label (ties: the offset nearest the network's own). Only when
-    there are more vertebrae than levels are some dropped: those the best offset puts outside
-    the model's levels (a C7 or S1 next to a complete T1-L5). A correct map is unchanged but for
-    stray islands; a duplicated, skipped or swapped level is fixed.
+    ``o, o+1, ...``; ``o`` is the offset that maximises the number of voxels whose new level
+    equals the network's label (ties: the offset keeping more vertebrae, then the one nearest the
+    network's own). Vertebrae the best offset puts outside the model's levels are dropped: a C7
+    or S1 labelled like its neighbour, next to the levels the network identified. A correct map
+    is unchanged but for stray islands; a duplicated, skipped or swapped level is fixed.
 """
 
 from __future__ import annotations
@@ -59,9 +59,9 @@ def keep_largest_components(array: npt.NDArray[np.uint8], channels: Sequence[int
 def _choose_offset(votes: npt.NDArray[np.int64]) -> int:
     """The offset ``o`` (vertebra ``i`` gets level ``o + i``) with the best agreement.
 
-    Only offsets that keep every vertebra are considered, unless there are more vertebrae than
-    levels. Ties go to the offset closest to the network's own (the median of each vertebra's
-    majority level minus its rank), then to the smaller offset.
+    Agreement counts the voxels whose network level equals the new one. Ties go to the offset
+    keeping more vertebrae, then to the one closest to the network's own (the median of each
+    vertebra's majority level minus its rank), then to the smaller offset.
     """
     count, levels = votes.shape
     implied = float(np.median(np.argmax(votes, axis=1) - np.arange(count)))
@@ -69,7 +69,7 @@ def _choose_offset(votes: npt.NDArray[np.int64]) -> int:
     for offset in range(-(count - 1), levels):
         kept = [i for i in range(count) if 0 <= offset + i < levels]
         agreement = int(sum(votes[i, offset + i] for i in kept))
-        key = (len(kept), agreement, -abs(offset - implied), -offset)
+        key = (agreement, len(kept), -abs(offset - implied), -offset)
         if best is None or key > best:
             best = key
     assert best is not None

@@ -80,6 +80,13 @@ def test_only_surplus_vertebrae_are_dropped() -> None:
     assert np.array_equal(array, expected)
 
 
+def test_a_vertebra_below_the_last_level_does_not_shift_the_others() -> None:
+    """Levels 2-5 identified, then an S1 also labelled 5: it goes, nobody moves up a level."""
+    array = spine([2, 3, 4, 5, 5])
+    enforce_level_order(array, LEVELS)
+    assert np.array_equal(array, spine([2, 3, 4, 5, 0]))
+
+
 def test_keep_largest_components_removes_smaller_pieces_only() -> None:
     array = np.zeros((10, 10, 10), np.uint8)
     array[0:4, 0:4, 0:4] = 6

@@ -1,4 +1,4 @@
-"""Training pieces on tiny phantoms: network plan, patches, loss, a few iterations, export."""
+"""Training pieces on tiny phantoms: network, patches, losses, a few iterations, export."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import torch
 
 import phantom
 from demomodel import data, export, train
-from demomodel.loss import DiceCELoss
-from demomodel.network import NetworkConfig, build
+from demomodel.loss import IGNORE, DiceCELoss, level_targets
+from demomodel.network import ModelConfig, TwoScaleUNet
 from segmenter.spec import ModelSpec
 
 TINY_PATCH = (16, 16, 16)
@@ -26,13 +26,39 @@ def tiny_cases() -> list[data.Case]:
             for seed in (11, 12)]
 
 
-def test_stride_plan_halves_axes_down_to_the_bottleneck_minimum() -> None:
-    config = NetworkConfig((160, 64, 64), (8, 16, 32, 48, 64, 96), 19)
-    assert config.strides == ((1, 1, 1), (2, 2, 2), (2, 2, 2), (2, 2, 2), (2, 2, 2), (2, 1, 1))
-    model = build(config).eval()
+def test_default_stride_plans_halve_axes_down_to_the_bottleneck_minimum() -> None:
+    config = train.TrainConfig().model
+    assert config.patch_size_zyx == (192, 64, 64)
+    assert config.bone.strides == ((1, 1, 1),) + ((2, 2, 2),) * 4  # bottleneck 12 x 4 x 4
+    assert config.levels.patch_size_zyx == (96, 32, 32)
+    assert config.levels.strides[-1] == (2, 1, 1)  # bottleneck 6 x 4 x 4
+    assert config.num_classes == len(data.CHANNELS) == 19
+
+
+def test_two_scale_unet_outputs_log_probabilities_of_bone_times_level() -> None:
+    torch.manual_seed(0)
+    model = TwoScaleUNet(ModelConfig(TINY_PATCH, (4, 8), (8, 16), 18)).eval()
+    x = torch.randn(3, 1, *TINY_PATCH)
     with torch.no_grad():
-        out = model(torch.zeros(1, 1, 64, 32, 32))  # any multiple of the total stride
-    assert out.shape == (1, 19, 64, 32, 32)
+        out = model(x)
+        bone = torch.softmax(model.bone(x), dim=1)
+        level = torch.softmax(model.level_logits(x), dim=1)
+    assert out.shape == (3, 19, *TINY_PATCH)
+    probs = torch.exp(out)
+    torch.testing.assert_close(probs.sum(dim=1), torch.ones(3, *TINY_PATCH))
+    torch.testing.assert_close(probs[:, 0], bone[:, 0])
+    # A voxel of a 2-cube takes the level distribution of its half-resolution block.
+    expected = bone[:, 1, 3, 5, 7, None] * level[:, :, 1, 2, 3]
+    torch.testing.assert_close(probs[:, 1:, 3, 5, 7], expected)
+
+
+def test_level_targets_take_the_majority_level_of_each_block() -> None:
+    target = torch.zeros(1, 6, 2, 2, dtype=torch.int64)
+    target[0, 0, 0, 0] = 3  # one voxel of channel 3, the rest background
+    target[0, 2:4] = 5
+    target[0, 3, 0, 0] = 4  # seven voxels of 5, one of 4
+    levels = level_targets(target, 18, 2)
+    assert levels.tolist() == [[[[2]], [[4]], [[IGNORE]]]]
 
 
 def test_targets_are_channels_of_vertebrae_and_sacrum_only(tiny_cases: list[data.Case]) -> None:
@@ -79,15 +105,21 @@ def test_dice_ce_loss_is_lowest_for_the_right_answer() -> None:
     assert loss(right, target) < 0.01 < 1.0 < loss(wrong, target)
 
 
-def test_a_few_iterations_reduce_the_loss(tiny_cases: list[data.Case]) -> None:
+@pytest.mark.parametrize("phase", ["levels", "bone"])
+def test_a_few_iterations_reduce_the_loss(tiny_cases: list[data.Case], phase: str) -> None:
     torch.manual_seed(0)
-    config = train.TrainConfig(patch_size_zyx=TINY_PATCH, features=(8, 16), iterations=30,
-                               batch_size=2, learning_rate=1e-2, bf16=False)
+    model = TwoScaleUNet(ModelConfig(TINY_PATCH, (8, 16), (8, 16), 18))
     sampler = data.PatchSampler(tiny_cases, data.NORMALIZATION, TINY_PATCH,
                                 np.random.default_rng(0), foreground_fraction=1.0)
-    losses = train.fit(build(config.network), sampler, config)
+    part, loss_of = ((model.levels, train.levels_loss) if phase == "levels"
+                     else (model.bone, train.bone_loss))
+    before = [p.detach().clone() for p in model.parameters()]
+    losses = train.fit(model, part, loss_of, sampler, train.Phase(30, 2, 1e-2, 600), bf16=False)
     assert len(losses) == 30
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+    changed = {id(p) for p, b in zip(model.parameters(), before, strict=True)
+               if not torch.equal(p, b)}
+    assert changed == {id(p) for p in part.parameters()}  # the other U-Net is untouched
 
 
 def test_poly_schedule() -> None:
@@ -97,12 +129,11 @@ def test_poly_schedule() -> None:
 
 
 def test_export_writes_a_spec_the_segmenter_accepts(tmp_path: Path) -> None:
-    config = NetworkConfig(TINY_PATCH, (4, 8), len(data.CHANNELS))
-    model = build(config)
+    config = ModelConfig(TINY_PATCH, (4, 8), (8, 16), 18)
     checkpoint = {
-        "state_dict": model.state_dict(),
-        "network": {"patch_size_zyx": list(TINY_PATCH), "features": [4, 8],
-                    "num_classes": len(data.CHANNELS)},
+        "state_dict": TwoScaleUNet(config).state_dict(),
+        "model": {"patch_size_zyx": list(TINY_PATCH), "bone_features": [4, 8],
+                  "level_features": [8, 16], "num_levels": 18},
         "spacing_zyx": [2.0, 2.0, 2.0],
         "normalization": {"lower": -1000.0, "upper": 1500.0, "mean": 0.0, "std": 500.0},
         "training": {"iterations": 0, "script": "tools/demomodel/train.py"},
@@ -114,3 +145,5 @@ def test_export_writes_a_spec_the_segmenter_accepts(tmp_path: Path) -> None:
     raw = json.loads((tmp_path / "vertebrae" / "model.json").read_text())
     assert raw["training"] == checkpoint["training"]
     assert (tmp_path / "vertebrae" / "1" / "model.onnx").stat().st_size > 0
+    config_text = (tmp_path / "vertebrae" / "config.pbtxt").read_text()
+    assert 'name: "vertebrae"' in config_text and "dims: [ 19, 16, 16, 16 ]" in config_text
