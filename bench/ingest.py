@@ -88,7 +88,7 @@ def bench_listener(files_dir: Path, work: Path, repeat: int) -> list[float]:
     raw = yaml.safe_load((REPO / "config/spinemets.yaml").read_text())
     port, grpc_port = free_port(), free_port()
     raw["common"]["data_dir"] = str(work / "listener")
-    raw["listener"].update({"port": port, "grpc_port": grpc_port,
+    raw["listener"].update({"port": port, "grpc_port": grpc_port, "metrics_port": 0,
                             "allowed_callers": [{"ae_title": "STORESCU"}],
                             "completion_idle_s": 3600.0})
     config = work / "config.yaml"

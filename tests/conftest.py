@@ -33,11 +33,13 @@ def stack_config(root: Path, orthanc: Orthanc) -> dict[str, Any]:
     """The project's configuration with every port free and delivery to Orthanc."""
     raw: dict[str, Any] = yaml.safe_load((REPO / "config/spinemets.yaml").read_text())
     ports = {name: free_port() for name in (
-        "dicom", "listener", "segmenter", "registrar", "risk", "http", "grpc", "metrics", "pacs")}
+        "dicom", "listener", "segmenter", "registrar", "risk", "http", "grpc", "metrics", "pacs",
+        "listener_metrics", "segmenter_metrics", "registrar_metrics", "risk_metrics")}
     raw["common"]["data_dir"] = str(root / "work")
     raw["listener"] = {
         **(raw.get("listener") or {}),
         "port": ports["dicom"], "grpc_port": ports["listener"],
+        "metrics_port": ports["listener_metrics"],
         "allowed_callers": [{"ae_title": SENDER_AE, "hosts": ["127.0.0.1/32"]}],
         "allow_any_caller": False,
         "completion_idle_s": 2.0,
@@ -47,9 +49,12 @@ def stack_config(root: Path, orthanc: Orthanc) -> dict[str, Any]:
         "retry": {"max_attempts": 20, "base_delay_s": 0.5, "max_delay_s": 5.0, "factor": 2.0},
     }
     raw["segmenter"] = {**(raw.get("segmenter") or {}), "grpc_port": ports["segmenter"],
+                        "metrics_port": ports["segmenter_metrics"],
                         "triton_url": f"127.0.0.1:{ports['grpc']}"}
-    raw["registrar"] = {**(raw.get("registrar") or {}), "grpc_port": ports["registrar"]}
+    raw["registrar"] = {**(raw.get("registrar") or {}), "grpc_port": ports["registrar"],
+                        "metrics_port": ports["registrar_metrics"]}
     raw["risk"] = {**(raw.get("risk") or {}), "grpc_port": ports["risk"],
+                   "metrics_port": ports["risk_metrics"],
                    "destinations": [{"ae_title": orthanc.aet, "host": "127.0.0.1",
                                      "port": orthanc.dicom_port}]}
     raw["triton"] = {**(raw.get("triton") or {}), "http_port": ports["http"],

@@ -6,6 +6,7 @@ Orthanc (checked through its REST API), dcmtk's ``storescu`` and dicom3tools' ``
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ from e2e import (
 from peers import Orthanc
 from spinemets.geometry import Volume
 from stack.readback import dice, read_measurement_groups, seg_masks_on_volume
+from stack.scrape import Scrape, stage_table, wait_for_stages
+from stack.stack import PIPELINE
 
 pytestmark = [pytest.mark.integration, requires("storescu", "dciodvfy")]
 
@@ -94,6 +97,64 @@ def test_demo_model_finds_every_level_with_dice_above_090(delivered: Delivered) 
         segment = masks.get(f"{level} vertebra")
         scores[level] = 0.0 if segment is None else dice(segment, delivered.truth["masks"][level])
     assert scores and min(scores.values()) >= 0.90, scores
+
+
+#: Stages each service's ``spinemets_<service>_stage_seconds`` histogram must have counted.
+STAGES = {
+    "listener": {"receive", "completion_wait", "segmentation", "pairing", "assessment",
+                 "delivery"},
+    "segmenter": {"volume_fetch", "segmentation"},
+    "registrar": {"pairing"},
+    "risk": {"assessment", "delivery"},
+}
+#: A DICOM UID (a label value must never be one).
+UID_LIKE = re.compile(r"^[0-9]+(\.[0-9]+){3,}$")
+
+
+def total(scraped: Scrape, name: str) -> float:
+    """Sum of every sample called ``name``, whatever its labels."""
+    return sum(value for (sample, _), value in scraped.samples.items() if sample == name)
+
+
+def test_every_service_exports_per_stage_latencies_after_a_delivery(
+        stack: Stack, delivered: Delivered) -> None:
+    """Issue item 4's acceptance: after a delivery, a scrape of each service's metrics endpoint
+    shows the per-stage latency histograms with non-zero counts. (Runs before the crash test
+    below, which restarts the listener and so resets its counters.)"""
+    config, _ = stack
+    urls = {name: config.metrics_url(name) for name in PIPELINE}
+    assert all(urls.values()), f"a metrics endpoint is disabled: {urls}"
+    # The last stages are observed just after the results reach the PACS: wait for them.
+    scrapes = wait_for_stages({name: url for name, url in urls.items() if url}, timeout=60)
+    for service, stages in STAGES.items():
+        found = scrapes[service].stages(service)
+        assert set(found) == stages, (service, found)
+        empty = {stage for stage, (count, _) in found.items() if count < 1}
+        assert not empty, f"{service}: no observation of {sorted(empty)}\n{stage_table(scrapes)}"
+        assert all(seconds >= 0 for _, seconds in found.values())
+
+    listener = scrapes["listener"]
+    assert (listener.value("spinemets_listener_associations_accepted_total") or 0) >= 1
+    assert (listener.value("spinemets_listener_instances_received_total", outcome="stored")
+            or 0) >= len(delivered.files)
+    assert (listener.value("spinemets_listener_jobs", state="delivered") or 0) >= 1
+    assert listener.value("spinemets_listener_queue_depth") is not None
+    segmenter = scrapes["segmenter"]
+    assert total(segmenter, "spinemets_segmenter_triton_request_seconds_count") >= 1
+    assert total(segmenter, "spinemets_segmenter_patches_total") >= 1
+    risk = scrapes["risk"]
+    for kind in ("SEG", "SR"):
+        assert (risk.value("spinemets_risk_objects_delivered_total", kind=kind) or 0) >= 1
+    assert total(scrapes["registrar"], "spinemets_registrar_pairings_total") >= 1
+
+    # Label values are fixed sets: never a UID, a patient name or a patient ID.
+    phantom = pydicom.dcmread(delivered.files[0], stop_before_pixels=True)
+    secrets = {str(phantom.PatientID), str(phantom.PatientName)}
+    for service, scraped in scrapes.items():
+        for name, labels in scraped.samples:
+            for key, value in labels:
+                assert not UID_LIKE.match(value), (service, name, key, value)
+                assert value not in secrets, (service, name, key)
 
 
 def test_listener_killed_before_delivery_still_delivers_same_objects(

@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         with stack_running(config, with_pacs=True):
             print(f"stack is up: DICOM {config.listener.ae_title}@127.0.0.1:"
                   f"{config.listener.port}; logs in {config.stack.root / 'logs'}; Ctrl-C stops")
+            print(f"metrics (Prometheus):\n{config.metrics_summary()}")
             threading.Event().wait()
     except KeyboardInterrupt:
         return 0

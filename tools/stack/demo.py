@@ -22,8 +22,9 @@ from spinemets.errors import SpineMetsError
 from spinemets.geometry import Volume, assemble_ct
 from stack.mock_pacs import MockPacs
 from stack.readback import dice, read_measurement_groups, seg_masks_on_volume
+from stack.scrape import stage_table, wait_for_stages
 from stack.sender import push
-from stack.stack import StackConfig, stack_running
+from stack.stack import PIPELINE, StackConfig, stack_running
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,19 @@ def print_table(sr_path: Path, seg_path: Path, volume: Volume,
     print(f"\n{DISCLAIMER}")
 
 
+def print_stages(config: StackConfig) -> None:
+    """The per-stage latency histograms, scraped from each service's metrics endpoint."""
+    urls = {name: url for name in PIPELINE if (url := config.metrics_url(name)) is not None}
+    if not urls:
+        return
+    try:
+        scrapes = wait_for_stages(urls, timeout=30.0)
+    except OSError as exc:
+        log.warning("cannot scrape the metrics endpoints: %s", exc)
+        return
+    print(f"stage latencies scraped from the metrics endpoints:\n{stage_table(scrapes)}")
+
+
 def run_demo(config: StackConfig) -> int:
     """Run the demo end to end; 0 on success."""
     root = config.stack.root
@@ -82,6 +96,8 @@ def run_demo(config: StackConfig) -> int:
     with stack_running(config, with_pacs=True) as running:
         pacs = running.pacs
         assert pacs is not None
+        print(f"metrics endpoints (Prometheus, while the stack runs):\n"
+              f"{config.metrics_summary()}")
         started = time.monotonic()
         sender = push(files[0].parent, "127.0.0.1", config.listener.port,
                       config.listener.ae_title, config.stack.sender_ae_title)
@@ -89,6 +105,7 @@ def run_demo(config: StackConfig) -> int:
               f"{config.listener.port}")
         seg_path, sr_path = wait_for_results(pacs, study_uid, config.stack.result_timeout_s)
         print(f"results at the PACS after {time.monotonic() - started:.1f} s")
+        print_stages(config)
     print_table(sr_path, seg_path, volume, truth)
     print(f"\nSEG: {seg_path}\nSR:  {sr_path}\nlogs: {root / 'logs'}")
     return 0

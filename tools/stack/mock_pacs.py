@@ -106,14 +106,15 @@ class MockPacs:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m stack.mock_pacs --root DIR --port N``: serve until interrupted."""
+    """``python -m stack.mock_pacs --root DIR [--host H] --port N``: serve until interrupted."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--root", type=Path, default=Path(".demo/pacs"))
     parser.add_argument("--ae-title", default="PACS")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: all)")
     parser.add_argument("--port", type=int, default=11113)
     args = parser.parse_args(argv)
     logs.configure("mock-pacs")
-    pacs = MockPacs(args.root, args.ae_title, port=args.port)
+    pacs = MockPacs(args.root, args.ae_title, host=args.host, port=args.port)
     pacs.start()
     try:
         threading.Event().wait()

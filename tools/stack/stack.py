@@ -19,12 +19,16 @@ from listener.settings import Settings as ListenerSettings
 from registrar.settings import Settings as RegistrarSettings
 from risk.settings import Settings as RiskSettings
 from segmenter.settings import Settings as SegmenterSettings
+from spinemets import metrics
 from spinemets.config import AETitle, Port, Section, config_path, load_section, read_raw
 from stack.mock_pacs import MockPacs
 from stack.processes import SERVICES, ServiceProcess, running
 from stack.triton import TritonProcess, TritonSettings
 
 log = logging.getLogger(__name__)
+
+#: The services in pipeline order (for display; :data:`SERVICES` is the start order).
+PIPELINE: tuple[str, ...] = ("listener", "segmenter", "registrar", "risk")
 
 
 class StackSettings(Section):
@@ -75,6 +79,17 @@ class StackConfig:
         ports = {"listener": self.listener.grpc_port, "segmenter": self.segmenter.grpc_port,
                  "registrar": self.registrar.grpc_port, "risk": self.risk.grpc_port}
         return f"127.0.0.1:{ports[service]}"
+
+    def metrics_url(self, service: str) -> str | None:
+        """Where the service's Prometheus endpoint is scraped; ``None`` if it is disabled."""
+        ports = {"listener": self.listener.metrics_port, "segmenter": self.segmenter.metrics_port,
+                 "registrar": self.registrar.metrics_port, "risk": self.risk.metrics_port}
+        return metrics.url("127.0.0.1", ports[service]) if ports[service] else None
+
+    def metrics_summary(self) -> str:
+        """One line per service: its metrics endpoint."""
+        return "\n".join(f"  {name:<10} {self.metrics_url(name) or 'disabled (metrics_port 0)'}"
+                         for name in PIPELINE)
 
 
 def service_environment(config: StackConfig) -> dict[str, str]:

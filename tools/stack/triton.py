@@ -323,8 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stack.triton", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run tritonserver until interrupted")
+    serve = commands.add_parser("serve", help="run tritonserver until SIGTERM or Ctrl-C")
     serve.add_argument("--model-repository", type=Path)
+    serve.add_argument("--host", help="address to bind (0.0.0.0: every interface)")
     serve.add_argument("--http-port", type=int)
     serve.add_argument("--grpc-port", type=int)
     serve.add_argument("--metrics-port", type=int)
@@ -341,11 +342,13 @@ def main(argv: list[str] | None = None) -> int:
                      if k in TritonSettings.model_fields and v is not None}
         settings = load_section(TritonSettings, "triton", read_raw())
         triton = TritonProcess(settings.model_copy(update=overrides))
+        # Before the server starts: as a container's process 1, nothing else would stop on
+        # SIGTERM. Leaving the block stops tritonserver (in-flight requests finish).
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         with triton:
             triton.wait_ready(300)
             print(f"tritonserver ready: grpc {triton.grpc_url}, http {triton.http_url}",
                   flush=True)
-            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
             assert triton.process is not None
             return triton.process.wait()
     except SpineMetsError as exc:

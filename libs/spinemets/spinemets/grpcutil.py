@@ -4,7 +4,9 @@ sane options, chunked streaming of arrays, and the one place errors map to gRPC 
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -16,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from spinemets import logs
 from spinemets.errors import DeliveryError, InputError, ModelError, SpineMetsError
 from spinemets.geometry import Geometry
 from spinemets.v1 import volume_pb2
@@ -31,8 +34,25 @@ CHANNEL_OPTIONS = [
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.keepalive_permit_without_calls", 1),
 ]
+#: Clients spread calls over every address the name resolves to (a headless Kubernetes Service
+#: lists one per pod); a plain host:port resolving to one address behaves as before.
+CLIENT_OPTIONS = [
+    *CHANNEL_OPTIONS,
+    ("grpc.service_config", json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})),
+]
+#: Servers close connections after this age (after a grace period for calls in flight), so
+#: clients re-resolve and new replicas of a scaled-out service start receiving calls.
+SERVER_OPTIONS = [
+    *CHANNEL_OPTIONS,
+    ("grpc.max_connection_age_ms", 300_000),
+    ("grpc.max_connection_age_grace_ms", 900_000),
+]
 
 Response = TypeVar("Response")
+
+#: Metadata key of the listener's job id on its calls downstream: the servers' logs carry it.
+JOB_METADATA_KEY = "spinemets-job"
+_JOB_ID = re.compile(r"^[0-9]{1,19}$")
 
 
 class Server:
@@ -41,7 +61,7 @@ class Server:
     def __init__(self, name: str, address: str, workers: int = 8) -> None:
         self.name = name
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
-                                   options=CHANNEL_OPTIONS)
+                                   options=SERVER_OPTIONS)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         self.port = self._server.add_insecure_port(address)
@@ -80,8 +100,9 @@ class Server:
 
 
 def channel(address: str) -> grpc.Channel:
-    """An insecure channel with keep-alive options (the cluster network is the trust boundary)."""
-    return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+    """An insecure channel with keep-alive and round-robin balancing (the cluster network is the
+    trust boundary)."""
+    return grpc.insecure_channel(address, options=CLIENT_OPTIONS)
 
 
 def wait_healthy(address: str, timeout: float) -> bool:
@@ -114,18 +135,42 @@ def abort_with(context: _Context, exc: Exception) -> None:
     context.abort(code, f"{reason}: {exc}")
 
 
+def job_metadata(job_id: int) -> tuple[tuple[str, str], ...]:
+    """Call metadata naming the job a downstream call works for (see :func:`guarded`)."""
+    return ((JOB_METADATA_KEY, str(job_id)),)
+
+
+def call_identifiers(request: Any, context: grpc.ServicerContext) -> dict[str, str]:
+    """Log identifiers of a call: the job id from its metadata, the series UID of its request."""
+    found: dict[str, str] = {}
+    try:
+        metadata = context.invocation_metadata() or ()
+    except Exception:  # a context without metadata (tests)
+        metadata = ()
+    for key, value in metadata:
+        if key == JOB_METADATA_KEY and isinstance(value, str) and _JOB_ID.match(value):
+            found["job"] = value
+    series = (request if isinstance(request, volume_pb2.SeriesRef)
+              else getattr(request, "series", None))
+    if isinstance(series, volume_pb2.SeriesRef) and series.series_instance_uid:
+        found["series"] = series.series_instance_uid
+    return found
+
+
 def guarded(method: Callable[..., Response]) -> Callable[..., Response]:
-    """Decorate a servicer method so that exceptions become gRPC status via :func:`abort_with`."""
+    """Decorate a servicer method: everything it logs carries the job id and series UID of the
+    call (:func:`call_identifiers`); exceptions become gRPC status via :func:`abort_with`."""
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Response:
-        try:
-            return method(self, request, context)
-        except Exception as exc:
-            if isinstance(exc, SpineMetsError):
-                log.warning("%s failed: %s", method.__name__, exc)
-            else:
-                log.exception("%s failed", method.__name__)
-            abort_with(context, exc)
-            raise  # unreachable: abort raises
+        with logs.context(**call_identifiers(request, context)):
+            try:
+                return method(self, request, context)
+            except Exception as exc:
+                if isinstance(exc, SpineMetsError):
+                    log.warning("%s failed: %s", method.__name__, exc)
+                else:
+                    log.exception("%s failed", method.__name__)
+                abort_with(context, exc)
+                raise  # unreachable: abort raises
 
     wrapper.__name__ = method.__name__
     wrapper.__doc__ = method.__doc__

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import io
 import json
 import logging
 import sys
@@ -71,3 +72,28 @@ def context(**identifiers: str) -> Iterator[None]:
 def fields(**values: Any) -> dict[str, Any]:
     """Structured extras for one record: ``log.info("done", extra=fields(ms=12))``."""
     return {"fields": values}
+
+
+@contextlib.contextmanager
+def capture(service: str = "test", level: int = logging.INFO) -> Iterator[io.StringIO]:
+    """Collect the JSON lines of everything logged inside (formatted as it is logged, in the
+    logging thread, so that each line has that thread's identifiers); for tests."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter(service))
+    root, pynetdicom = logging.getLogger(), logging.getLogger("pynetdicom")
+    levels = root.level, pynetdicom.level
+    root.addHandler(handler)
+    root.setLevel(level)
+    pynetdicom.setLevel(max(logging.WARNING, level))  # as configure() sets it
+    try:
+        yield stream
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(levels[0])
+        pynetdicom.setLevel(levels[1])
+
+
+def records(stream: io.StringIO) -> list[dict[str, Any]]:
+    """The records captured by :func:`capture`."""
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]

@@ -9,6 +9,7 @@ import threading
 
 from listener.app import Listener
 from listener.settings import Settings
+from spinemets.errors import SpineMetsError
 from spinemets.startup import start_service
 
 log = logging.getLogger("listener")
@@ -26,7 +27,12 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     app = Listener(settings, common.pseudonym_key.encode(), common.data_dir)
-    app.start()
+    try:
+        app.start()
+    except SpineMetsError as exc:
+        log.error("cannot start: %s", exc)
+        app.stop()
+        return 1
     while not stop.wait(1.0):
         pass
     app.stop()

@@ -14,11 +14,12 @@ from pynetdicom.transport import ThreadedAssociationServer
 from listener import server
 from listener.completion import Completion
 from listener.db import Database
+from listener.metrics import ListenerMetrics
 from listener.runner import Runner
 from listener.settings import Settings
 from listener.spool import Spool
 from listener.steps import Peers
-from spinemets import logs
+from spinemets import logs, metrics
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +35,19 @@ class Listener:
         state = settings.state_path(data_dir)
         self.spool = Spool(state)
         self.db = Database(state / DATABASE_FILE)
+        self.metrics = ListenerMetrics()
+        self.metrics.watch(self.db)
         self.grpc = server.grpc_server(settings, self.db, self.spool)
         self.data_service_address = settings.data_service_address(self.grpc.port)
         self.peers = Peers(settings, self.data_service_address)
         self.completion = Completion(self.db, self.spool, settings.rules,
-                                     settings.completion_idle_s, settings.poll_interval_s)
+                                     settings.completion_idle_s, settings.poll_interval_s,
+                                     metrics=self.metrics)
         self.runner = Runner(self.db, self.spool, self.peers, settings.retry,
-                             settings.runner_workers, settings.poll_interval_s)
+                             settings.runner_workers, settings.poll_interval_s,
+                             metrics=self.metrics)
         self._dicom: ThreadedAssociationServer | None = None
+        self.exporter: metrics.Exporter | None = None
         self._stopped = False
 
     @property
@@ -51,14 +57,19 @@ class Listener:
         return int(self._dicom.server_address[1])
 
     def start(self) -> None:
+        """Start every part; :class:`SpineMetsError` if the metrics port cannot be bound."""
+        self.exporter = metrics.serve(self.metrics, self.settings.grpc_host,
+                                      self.settings.metrics_port)
         self.grpc.start()
         self.completion.start()
         self.runner.start()
-        self._dicom = server.start_dicom(self.settings, self.spool, self.db, self.secret)
+        self._dicom = server.start_dicom(self.settings, self.spool, self.db, self.secret,
+                                         self.metrics)
         self.grpc.set_serving(True)
         log.info("listener serving", extra=logs.fields(
             ae_title=self.settings.ae_title, dicom_port=self.dicom_port,
-            grpc_port=self.grpc.port, data_service=self.data_service_address))
+            grpc_port=self.grpc.port, data_service=self.data_service_address,
+            metrics=self.exporter.url if self.exporter is not None else None))
 
     def stop(self) -> None:
         """Stop accepting associations, let running ones and the current steps finish, stop."""
@@ -77,5 +88,8 @@ class Listener:
         self.runner.stop()
         self.grpc.stop(grace)
         self.peers.close()
+        if self.exporter is not None:
+            self.exporter.stop()
+        self.metrics.unwatch()
         self.db.close()
         log.info("listener stopped")

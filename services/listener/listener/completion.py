@@ -19,6 +19,7 @@ from pydicom.dataset import Dataset
 
 from listener import volume_cache
 from listener.db import Database, Series, SeriesState
+from listener.metrics import ListenerMetrics
 from listener.routing import SeriesAttributes, route
 from listener.settings import Rule
 from listener.spool import Spool, publish
@@ -75,9 +76,11 @@ class Completion:
     """Background thread: completes idle series, checks and routes them."""
 
     def __init__(self, db: Database, spool: Spool, rules: Sequence[Rule], idle_s: float,
-                 poll_s: float, clock: Callable[[], float] = time.time) -> None:
+                 poll_s: float, clock: Callable[[], float] = time.time,
+                 metrics: ListenerMetrics | None = None) -> None:
         self.db, self.spool, self.rules = db, spool, tuple(rules)
         self.idle_s, self.poll_s, self.clock = idle_s, poll_s, clock
+        self.metrics = metrics if metrics is not None else ListenerMetrics()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="completion", daemon=True)
 
@@ -148,9 +151,12 @@ class Completion:
         finally:
             if staged is not None:
                 staged.unlink(missing_ok=True)
+        settled = self.clock()
+        self.metrics.observe_stage("receive", series.last_received - series.first_received)
+        self.metrics.observe_stage("completion_wait", settled - series.last_received)
         if outcome.state == SeriesState.QUARANTINED:
             log.warning("series quarantined: %s", outcome.reason)
         elif outcome.state == SeriesState.SKIPPED:
             log.info("series skipped: %s", outcome.reason)
         else:
-            log.info("series routed: %s", outcome.reason, extra=logs.fields(job=job_id))
+            log.info("series routed: %s", outcome.reason, extra=logs.fields(job=str(job_id)))

@@ -279,6 +279,14 @@ class Database:
             rows = self._conn.execute(query + " ORDER BY j.id", args).fetchall()
         return [_job(r) for r in rows]
 
+    def counts(self) -> tuple[dict[JobState, int], dict[SeriesState, int]]:
+        """How many jobs and series are in each state (for the metrics)."""
+        with self._lock:
+            jobs = self._conn.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall()
+            series = self._conn.execute(
+                "SELECT state, count(*) FROM series GROUP BY state").fetchall()
+        return ({JobState(s): int(n) for s, n in jobs}, {SeriesState(s): int(n) for s, n in series})
+
     def due_jobs(self, now: float, limit: int) -> list[Job]:
         """Unfinished jobs whose next attempt is due, oldest first."""
         marks = ",".join("?" * len(UNFINISHED))

@@ -21,6 +21,7 @@ import grpc
 
 from listener import steps
 from listener.db import Database, Job, JobState
+from listener.metrics import STEP_STAGE, ListenerMetrics
 from listener.settings import RetryPolicy
 from listener.spool import Spool
 from spinemets import grpcutil, logs
@@ -48,10 +49,12 @@ class Runner:
 
     def __init__(self, db: Database, spool: Spool, peers: steps.Peers, policy: RetryPolicy,
                  workers: int, poll_s: float, clock: Callable[[], float] = time.time,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 metrics: ListenerMetrics | None = None) -> None:
         self.db, self.spool, self.peers, self.policy = db, spool, peers, policy
         self.poll_s, self.clock = poll_s, clock
         self.rng = rng or random.Random()
+        self.metrics = metrics if metrics is not None else ListenerMetrics()
         self._stop = threading.Event()
         self._claimed: set[int] = set()
         self._claim_lock = threading.Lock()
@@ -86,7 +89,8 @@ class Runner:
             try:
                 self.run_step(job)
             except Exception:  # the database itself failed: wait, then try again
-                log.exception("job runner error", extra=logs.fields(job=job.id))
+                log.exception("job runner error",
+                              extra=logs.fields(job=str(job.id), series=job.series_uid))
                 self._stop.wait(self.poll_s)
             finally:
                 with self._claim_lock:
@@ -119,7 +123,9 @@ class Runner:
             advanced, detail = self._execute(job, self.spool.job_dir(job.id))
         except (DeliveryError, OSError) as exc:
             raise _RetryableError(f"{getattr(exc, 'reason', 'os-error')}: {exc}") from exc
-        ms = round(1000 * (time.monotonic() - started))
+        seconds = time.monotonic() - started
+        self.metrics.observe_stage(STEP_STAGE[STEP[job.state]], seconds)
+        ms = round(1000 * seconds)
         if advanced:
             log.info("%s done", STEP[job.state], extra=logs.fields(ms=ms, **detail))
         else:
@@ -155,6 +161,7 @@ class Runner:
             return
         delay = backoff(self.policy, attempts, self.rng)
         if self.db.retry_later(job, attempts, now + delay, reason, now):
+            self.metrics.step_failed(STEP[job.state], retried=True)
             log.warning("step %s failed, retrying in %.1f s: %s", STEP[job.state], delay, reason,
                         extra=logs.fields(attempt=attempts))
 
@@ -162,6 +169,7 @@ class Runner:
         with self.spool.lock:
             if not self.db.fail(job, reason, self.clock(), attempts):
                 return
+            self.metrics.step_failed(STEP[job.state], retried=False)
             if quarantine:
                 code, _, message = reason.partition(": ")
                 self.spool.quarantine(job.study_uid, job.series_uid, code, message)

@@ -21,6 +21,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from listener import scp
 from listener.data_service import DataService
 from listener.db import Database
+from listener.metrics import ListenerMetrics
 from listener.settings import Settings
 from listener.spool import Spool
 from spinemets import grpcutil
@@ -36,8 +37,8 @@ STORAGE_SOP_CLASSES = (CTImageStorage, EnhancedCTImageStorage)
 VERIFICATION = UID("1.2.840.10008.1.1")
 
 
-def start_dicom(settings: Settings, spool: Spool, db: Database,
-                secret: bytes) -> ThreadedAssociationServer:
+def start_dicom(settings: Settings, spool: Spool, db: Database, secret: bytes,
+                metrics: ListenerMetrics) -> ThreadedAssociationServer:
     """Start the SCP in its own threads (non-blocking)."""
     ae = AE(ae_title=settings.ae_title)
     ae.add_supported_context(VERIFICATION)
@@ -45,10 +46,12 @@ def start_dicom(settings: Settings, spool: Spool, db: Database,
         ae.add_supported_context(sop_class, list(TRANSFER_SYNTAXES))
     allowlist = scp.Allowlist(settings.allowed_callers, settings.allow_any_caller)
     handlers: list[evt.EventHandlerType] = [
-        (evt.EVT_REQUESTED, scp.handle_requested, [allowlist]),
+        (evt.EVT_REQUESTED, scp.handle_requested, [allowlist, metrics]),
+        (evt.EVT_ACCEPTED, scp.handle_accepted, [metrics]),
+        (evt.EVT_REJECTED, scp.handle_rejected, [metrics]),
         (evt.EVT_C_ECHO, scp.handle_echo),
         (evt.EVT_C_STORE, scp.handle_store,
-         [spool, db, secret, tuple(settings.ignored_sop_classes)]),
+         [spool, db, secret, tuple(settings.ignored_sop_classes), metrics]),
     ]
     server = ae.start_server((settings.host, settings.port), block=False, evt_handlers=handlers)
     assert server is not None

@@ -106,6 +106,8 @@ class Settings(Section):
     grpc_port: Port = 50051
     #: Address other services use to reach the data service; default 127.0.0.1:<grpc_port>.
     advertise_address: Address | None = None
+    #: Port of the Prometheus endpoint (``GET /metrics`` on ``grpc_host``); 0 disables it.
+    metrics_port: Port = 9101
     segmenter: Address = "127.0.0.1:50052"
     registrar: Address = "127.0.0.1:50053"
     risk: Address = "127.0.0.1:50054"

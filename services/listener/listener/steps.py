@@ -59,8 +59,8 @@ def segment(peers: Peers, job: Job, job_dir: Path) -> int:
     """Segment the series; the label maps are saved into the job directory. Returns their count."""
     request = segmenter_pb2.SegmentRequest(series=series_ref(job), roles=list(job.roles),
                                            data_service=peers.data_service)
-    maps = labelmaps.from_chunks(peers.segmenter.Segment(request,
-                                                         timeout=peers.timeouts.segment_s))
+    maps = labelmaps.from_chunks(peers.segmenter.Segment(
+        request, timeout=peers.timeouts.segment_s, metadata=grpcutil.job_metadata(job.id)))
     if not maps:
         raise SpineMetsError("the segmenter returned no label map", reason="no-label-maps")
     for old in job_dir.glob(LABEL_MAP_GLOB):
@@ -81,7 +81,7 @@ def pair(peers: Peers, job: Job, series: Series) -> Pairing:
     reply = peers.registrar.Pair(
         registrar_pb2.PairRequest(series=series_ref(job), patient_key=series.patient_key,
                                   study_date=series.study_date, study_time=series.study_time),
-        timeout=peers.timeouts.pair_s)
+        timeout=peers.timeouts.pair_s, metadata=grpcutil.job_metadata(job.id))
     if not reply.has_prior:
         return Pairing(False, None)
     return Pairing(True, Prior(reply.prior.study_instance_uid, reply.prior.series_instance_uid,
@@ -105,8 +105,9 @@ def assess(peers: Peers, job: Job, job_dir: Path) -> risk_pb2.AssessResponse:
     paths = sorted(job_dir.glob(LABEL_MAP_GLOB))
     if not paths:
         raise SpineMetsError("no label maps in the job directory", reason="no-label-maps")
-    reply: risk_pb2.AssessResponse = peers.risk.Assess(_assess_stream(peers, job, paths),
-                                                       timeout=peers.timeouts.assess_s)
+    reply: risk_pb2.AssessResponse = peers.risk.Assess(
+        _assess_stream(peers, job, paths), timeout=peers.timeouts.assess_s,
+        metadata=grpcutil.job_metadata(job.id))
     (job_dir / ASSESSMENT_FILE).write_text(json_format.MessageToJson(reply))
     return reply
 
@@ -114,8 +115,8 @@ def assess(peers: Peers, job: Job, job_dir: Path) -> risk_pb2.AssessResponse:
 def deliver(peers: Peers, job: Job, job_dir: Path) -> risk_pb2.DeliverResponse:
     """Have the risk service send the result objects (answer kept as ``deliveries.json``);
     any failed C-STORE is a retryable error."""
-    reply: risk_pb2.DeliverResponse = peers.risk.Deliver(series_ref(job),
-                                                         timeout=peers.timeouts.deliver_s)
+    reply: risk_pb2.DeliverResponse = peers.risk.Deliver(
+        series_ref(job), timeout=peers.timeouts.deliver_s, metadata=grpcutil.job_metadata(job.id))
     (job_dir / DELIVERIES_FILE).write_text(json_format.MessageToJson(reply))
     failed = [d for d in reply.deliveries if not stored(d.status)]
     if failed:

@@ -173,6 +173,7 @@ class Faults:
     def __init__(self) -> None:
         self.queued: dict[str, list[tuple[grpc.StatusCode, str]]] = {}
         self.calls: dict[str, list[float]] = {}
+        self.metadata: dict[str, list[dict[str, str]]] = {}
         self.delay_s: dict[str, float] = {}
 
     def fail(self, method: str, code: grpc.StatusCode, times: int = 1,
@@ -188,6 +189,8 @@ class Faults:
     def enter(self, method: str, context: grpc.ServicerContext) -> None:
         """Record the call, wait if a delay is set, fail if a fault is queued."""
         self.calls.setdefault(method, []).append(time.monotonic())
+        self.metadata.setdefault(method, []).append(
+            {str(k): str(v) for k, v in context.invocation_metadata()})
         time.sleep(self.delay_s.get(method, 0.0))
         queue = self.queued.get(method)
         if queue:
@@ -288,6 +291,7 @@ class Downstream:
 def listener_settings(state_dir: Path, downstream_address: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "host": "127.0.0.1", "port": 0, "grpc_host": "127.0.0.1", "grpc_port": 0,
+        "metrics_port": 0,
         "allowed_callers": [{"ae_title": SENDER}], "state_dir": state_dir,
         "completion_idle_s": 0.4, "poll_interval_s": 0.05, "drain_s": 5.0,
         "rules": [{"name": "ct-spine", "min_slices": 5}],

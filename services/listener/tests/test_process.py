@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,11 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
 
 
 def run_listener(config: dict[str, object], tmp_path: Path) -> subprocess.Popen[str]:
@@ -47,13 +53,14 @@ def test_refuses_to_start_on_a_bad_setting(tmp_path: Path) -> None:
 
 def test_process_stores_processes_drains_and_logs_no_phi(tmp_path: Path,
                                                          downstream: Downstream) -> None:
-    dicom_port, grpc_port = free_port(), free_port()
+    dicom_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
     config = {
         "common": {"log_level": "DEBUG", "pseudonym_key": "process-test-key",
                    "data_dir": str(tmp_path / "data")},
         "listener": {
             "host": "127.0.0.1", "port": dicom_port, "grpc_host": "127.0.0.1",
-            "grpc_port": grpc_port, "allowed_callers": [{"ae_title": SENDER}],
+            "grpc_port": grpc_port, "metrics_port": metrics_port,
+            "allowed_callers": [{"ae_title": SENDER}],
             "completion_idle_s": 0.3, "poll_interval_s": 0.05,
             "rules": [{"name": "ct-spine", "min_slices": 5}],
             "segmenter": downstream.address, "registrar": downstream.address,
@@ -78,6 +85,10 @@ def test_process_stores_processes_drains_and_logs_no_phi(tmp_path: Path,
         quarantined = (tmp_path / "data" / "listener" / "quarantine" / bad[0].SeriesInstanceUID
                        / "reason.json")
         wait_for(quarantined.exists, timeout=30, what="quarantine")
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        wait_for(lambda: 'stage_seconds_count{stage="delivery"} 1.0' in scrape(url),
+                 timeout=30, what="delivery timed")
+        metrics = scrape(url)
     finally:
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
@@ -88,3 +99,9 @@ def test_process_stores_processes_drains_and_logs_no_phi(tmp_path: Path,
     assert any(m.startswith("series quarantined: uneven-spacing") for m in messages)
     for secret in (PATIENT_ID, "Doe", "Jane"):
         assert secret not in stderr
+    assert "spinemets_listener_associations_accepted_total 2.0" in metrics  # echo and store
+    assert 'spinemets_listener_instances_received_total{outcome="stored"} 11.0' in metrics
+    assert 'spinemets_listener_series{state="quarantined"} 1.0' in metrics
+    assert 'spinemets_listener_jobs{state="delivered"} 1.0' in metrics
+    for secret in (PATIENT_ID, "Doe", "Jane"):
+        assert secret not in metrics

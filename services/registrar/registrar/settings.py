@@ -14,6 +14,8 @@ class Settings(Section):
 
     grpc_host: str = "0.0.0.0"
     grpc_port: Port = 50053
+    #: Port of the Prometheus endpoint (``GET /metrics`` on ``grpc_host``); 0 disables it.
+    metrics_port: Port = 9103
     #: SQLite database of processed studies; default ``<common.data_dir>/registrar/history.db``.
     database: Path | None = None
     #: On SIGTERM, how long running calls may take to finish, seconds.

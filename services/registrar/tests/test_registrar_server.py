@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,15 +15,22 @@ import grpc
 import pytest
 import yaml
 
+from registrar.metrics import RegistrarMetrics
 from registrar.server import build
 from registrar.settings import Settings
-from spinemets import grpcutil
+from spinemets import grpcutil, logs
 from spinemets.v1 import registrar_pb2, registrar_pb2_grpc, volume_pb2
 
 
 @pytest.fixture
-def stub(tmp_path: Path) -> Iterator[registrar_pb2_grpc.RegistrarServiceStub]:
-    server, history = build(Settings(grpc_host="127.0.0.1", grpc_port=0), tmp_path)
+def metrics() -> RegistrarMetrics:
+    return RegistrarMetrics()
+
+
+@pytest.fixture
+def stub(tmp_path: Path,
+         metrics: RegistrarMetrics) -> Iterator[registrar_pb2_grpc.RegistrarServiceStub]:
+    server, history = build(Settings(grpc_host="127.0.0.1", grpc_port=0), tmp_path, metrics)
     server.start()
     server.set_serving(True)
     address = f"127.0.0.1:{server.port}"
@@ -56,19 +64,49 @@ def test_a_request_without_patient_is_invalid(
     assert grpcutil.error_reason(raised.value) == "bad-request"
 
 
-@pytest.mark.integration
-def test_python_m_registrar_serves_and_drains_on_sigterm(tmp_path: Path) -> None:
+def test_pairing_is_timed_and_counted_with_the_job_in_the_logs(
+        stub: registrar_pb2_grpc.RegistrarServiceStub, metrics: RegistrarMetrics) -> None:
+    with logs.capture("registrar") as captured:
+        stub.Pair(request(1, "20220101"), timeout=10, metadata=grpcutil.job_metadata(12))
+        stub.Pair(request(2, "20230101"), timeout=10)
+        with pytest.raises(grpc.RpcError):
+            stub.Pair(request(3, "20230101", patient=""), timeout=10)
+    assert metrics.value("stage_seconds_count", stage="pairing") == 2  # not the failed call
+    assert metrics.value("pairings_total", prior="none") == 1
+    assert metrics.value("pairings_total", prior="found") == 1
+    recorded = [(r.get("job"), r["series"]) for r in logs.records(captured)
+                if r["message"] == "study recorded"]
+    assert recorded == [("12", "1.2.1.1"), (None, "1.2.2.1")]
+    [failed] = [r for r in logs.records(captured) if r["message"].startswith("Pair failed")]
+    assert failed["series"] == "1.2.3.1"
+    assert "k1" not in captured.getvalue()  # not even the patient's pseudonym
+
+
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.integration
+def test_python_m_registrar_serves_and_drains_on_sigterm(tmp_path: Path) -> None:
+    port, metrics_port = free_port(), free_port()
     config = tmp_path / "spinemets.yaml"
     config.write_text(yaml.safe_dump({
         "common": {"data_dir": str(tmp_path / "data")},
-        "registrar": {"grpc_host": "127.0.0.1", "grpc_port": port}}))
+        "registrar": {"grpc_host": "127.0.0.1", "grpc_port": port,
+                      "metrics_port": metrics_port}}))
     process = subprocess.Popen([sys.executable, "-m", "registrar"],
                                env={**os.environ, "SPINEMETS_CONFIG": str(config)})
     try:
         assert grpcutil.wait_healthy(f"127.0.0.1:{port}", timeout=30)
+        with grpcutil.channel(f"127.0.0.1:{port}") as channel:
+            registrar_pb2_grpc.RegistrarServiceStub(channel).Pair(  # type: ignore[no-untyped-call]
+                request(1, "20220101"), timeout=10)
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics",
+                                    timeout=10) as response:
+            text = response.read().decode()
+        assert 'spinemets_registrar_stage_seconds_count{stage="pairing"} 1.0' in text
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
     finally:

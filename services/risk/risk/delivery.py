@@ -22,6 +22,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     SegmentationStorage,
 )
 
+from risk.metrics import RiskMetrics
 from risk.outbox import Entry, Outbox
 from risk.settings import Destination
 from spinemets import logs
@@ -82,13 +83,15 @@ Sender = Callable[[Destination, Sequence[Path]], list[int | None]]
 
 def deliver(outbox: Outbox, series_uid: str, destinations: Sequence[Destination],
             sender: Sender, attempts: int, backoff_s: float,
-            sleep: Callable[[float], None] = time.sleep) -> list[Delivery]:
+            sleep: Callable[[float], None] = time.sleep,
+            metrics: RiskMetrics | None = None) -> list[Delivery]:
     """Send the outbox entry of ``series_uid`` to every destination.
 
     Up to ``attempts`` tries per destination, waiting ``backoff_s``, then twice that, and so
     on between tries. Objects a destination already acknowledged are not sent again.
     Raises :class:`DeliveryError` naming each destination that still lacks objects.
     """
+    metrics = metrics if metrics is not None else RiskMetrics()
     entry = outbox.get(series_uid)
     done = outbox.delivered(series_uid)
     results: list[Delivery] = []
@@ -96,10 +99,11 @@ def deliver(outbox: Outbox, series_uid: str, destinations: Sequence[Destination]
     for destination in destinations:
         outcome = _deliver_one(outbox, entry, series_uid, destination,
                                done.get(destination.key, set()), sender, attempts, backoff_s,
-                               sleep)
+                               sleep, metrics)
         results.extend(outcome)
         missing = [d for d in outcome if not d.stored]
         if missing:
+            metrics.delivery_failures.inc()
             failed.append(f"{destination.key} lacks {len(missing)} of {len(outcome)} objects "
                           f"(status {_hex(missing[0].status)})")
     if failed:
@@ -110,19 +114,21 @@ def deliver(outbox: Outbox, series_uid: str, destinations: Sequence[Destination]
 
 def _deliver_one(outbox: Outbox, entry: Entry, series_uid: str, destination: Destination,
                  acknowledged: set[str], sender: Sender, attempts: int, backoff_s: float,
-                 sleep: Callable[[float], None]) -> list[Delivery]:
+                 sleep: Callable[[float], None], metrics: RiskMetrics) -> list[Delivery]:
     status: dict[str, int | None] = {uid: SUCCESS for uid in acknowledged}
     pending = [o for o in entry.objects if o.sop_instance_uid not in acknowledged]
     for attempt in range(attempts):
         if not pending:
             break
         if attempt:
+            metrics.delivery_retries.inc()
             sleep(backoff_s * 2 ** (attempt - 1))
         replies = sender(destination, [entry.path / o.file for o in pending])
         for obj, reply in zip(pending, replies, strict=True):
             status[obj.sop_instance_uid] = reply
             if stored(reply):
                 outbox.mark_delivered(series_uid, destination.key, obj.sop_instance_uid)
+                metrics.delivered(obj.modality)
         pending = [o for o in pending if not stored(status[o.sop_instance_uid])]
         log.info("C-STORE attempt", extra=logs.fields(
             destination=destination.key, attempt=attempt + 1, pending=len(pending)))

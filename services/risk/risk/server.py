@@ -11,6 +11,7 @@ import grpc
 from risk.assess import assess
 from risk.data import DataClient
 from risk.delivery import deliver, send
+from risk.metrics import RiskMetrics
 from risk.outbox import Outbox
 from risk.settings import Settings
 from spinemets import grpcutil, labelmaps, logs
@@ -29,8 +30,10 @@ def _label_map_chunks(chunks: Iterator[risk_pb2.AssessChunk]
 class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
     """Assess and Deliver over one outbox."""
 
-    def __init__(self, settings: Settings, outbox: Outbox) -> None:
+    def __init__(self, settings: Settings, outbox: Outbox,
+                 metrics: RiskMetrics | None = None) -> None:
         self.settings, self.outbox = settings, outbox
+        self.metrics = metrics if metrics is not None else RiskMetrics()
 
     @grpcutil.guarded
     def Assess(self, request_iterator: Iterator[risk_pb2.AssessChunk],  # noqa: N802
@@ -49,7 +52,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                              f"{header.label_map_count}", reason="bad-request")
         prior = ((header.prior.study_instance_uid, header.prior.series_instance_uid)
                  if header.has_prior else None)
-        with logs.context(series=series.series_instance_uid):
+        with logs.context(series=series.series_instance_uid), self.metrics.stage("assessment"):
             data = DataClient(header.data_service, self.settings.data_timeout_s)
             result = assess(series.study_instance_uid, series.series_instance_uid,
                             data.volume(series), data.headers(series), maps, self.settings,
@@ -70,18 +73,20 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
         settings = self.settings
         sender = functools.partial(send, calling_ae=settings.ae_title,
                                    timeout=settings.dicom_timeout_s)
-        with logs.context(series=request.series_instance_uid):
+        with logs.context(series=request.series_instance_uid), self.metrics.stage("delivery"):
             deliveries = deliver(self.outbox, request.series_instance_uid, settings.destinations,
-                                 sender, settings.delivery_attempts, settings.delivery_backoff_s)
+                                 sender, settings.delivery_attempts, settings.delivery_backoff_s,
+                                 metrics=self.metrics)
         return risk_pb2.DeliverResponse(deliveries=[
             risk_pb2.Delivery(destination=d.destination, sop_instance_uid=d.sop_instance_uid,
                               status=d.status or 0)
             for d in deliveries])
 
 
-def build(settings: Settings, data_dir: Path) -> grpcutil.Server:
+def build(settings: Settings, data_dir: Path,
+          metrics: RiskMetrics | None = None) -> grpcutil.Server:
     """The gRPC server with RiskService and health, not yet started."""
     server = grpcutil.Server("risk", f"{settings.grpc_host}:{settings.grpc_port}")
     server.add(risk_pb2_grpc.add_RiskServiceServicer_to_server,
-               RiskServicer(settings, Outbox(settings.outbox_path(data_dir))))
+               RiskServicer(settings, Outbox(settings.outbox_path(data_dir)), metrics))
     return server

@@ -37,6 +37,8 @@ class Settings(Section):
 
     grpc_host: str = "0.0.0.0"
     grpc_port: Port = 50054
+    #: Port of the Prometheus endpoint (``GET /metrics`` on ``grpc_host``); 0 disables it.
+    metrics_port: Port = 9104
     #: Result objects waiting for (or done with) delivery; default ``<common.data_dir>/risk``.
     outbox_dir: Path | None = None
     destinations: tuple[Destination, ...] = Field(

@@ -14,6 +14,7 @@ from pynetdicom import AE
 
 from risk.assess import assess
 from risk.delivery import Sender, deliver, send
+from risk.metrics import RiskMetrics
 from risk.outbox import Outbox
 from risk.settings import Destination, Settings
 from spinemets.errors import DeliveryError
@@ -80,14 +81,19 @@ def test_rejected_associations_are_retried_with_backoff(
         tmp_path: Path, outbox: Outbox, series_uid: str) -> None:
     server = MockPacs(tmp_path / "pacs", "PACS", port=0, faults=Faults(reject_associations=2))
     waits: list[float] = []
+    metrics = RiskMetrics()
     try:
         deliveries = deliver(outbox, series_uid, [started(server)], SENDER, 3, 0.5,
-                             sleep=waits.append)
+                             sleep=waits.append, metrics=metrics)
     finally:
         server.stop()
     assert waits == [0.5, 1.0]
     assert all(d.stored for d in deliveries)
     assert len(server.received) == 2
+    assert metrics.value("delivery_retries_total") == 2
+    assert metrics.value("objects_delivered_total", kind="SEG") == 1
+    assert metrics.value("objects_delivered_total", kind="SR") == 1
+    assert metrics.value("delivery_failures_total") == 0
 
 
 def test_a_failed_seg_holds_back_the_sr_until_the_next_attempt(
@@ -131,14 +137,18 @@ def test_an_unreachable_destination_raises_and_keeps_the_outbox(
 def test_a_destination_failing_every_store_raises(
         tmp_path: Path, outbox: Outbox, series_uid: str) -> None:
     server = MockPacs(tmp_path / "pacs", "PACS", port=0, faults=Faults(fail_stores=100))
+    metrics = RiskMetrics()
     try:
         with pytest.raises(DeliveryError, match="0xA700"):
             deliver(outbox, series_uid, [started(server)], SENDER, 2, 0.0,
-                    sleep=lambda _: None)
+                    sleep=lambda _: None, metrics=metrics)
     finally:
         server.stop()
     assert outbox.delivered(series_uid) == {}
     assert server.received == []
+    assert metrics.value("delivery_retries_total") == 1
+    assert metrics.value("delivery_failures_total") == 1
+    assert metrics.value("objects_delivered_total", kind="SEG") == 0
 
 
 def test_an_entry_without_objects_delivers_nothing(tmp_path: Path, series_uid: str) -> None:

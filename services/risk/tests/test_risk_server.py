@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +19,10 @@ from pydicom.dataset import Dataset
 
 from listener.data_service import instance_chunks
 from risk.measure import measure_vertebrae
+from risk.metrics import RiskMetrics
 from risk.server import build
 from risk.settings import Destination, Settings
-from spinemets import grpcutil, labelmaps, volumes
+from spinemets import grpcutil, labelmaps, logs, volumes
 from spinemets.geometry import Volume
 from spinemets.labelmaps import LabelMap
 from spinemets.v1 import listener_pb2, listener_pb2_grpc, risk_pb2, risk_pb2_grpc, volume_pb2
@@ -54,6 +56,7 @@ class Stack:
     data_address: str
     series: volume_pb2.SeriesRef
     pacs: MockPacs
+    metrics: RiskMetrics
 
 
 def free_port() -> int:
@@ -78,7 +81,8 @@ def stack(tmp_path: Path, ct_series: list[Dataset], volume: Volume) -> Iterator[
                         destinations=(Destination(ae_title="PACS", host="127.0.0.1",
                                                   port=pacs.start()),),
                         delivery_attempts=2, delivery_backoff_s=0.0, dicom_timeout_s=5.0)
-    server = build(settings, tmp_path)
+    metrics = RiskMetrics()
+    server = build(settings, tmp_path, metrics)
     server.start()
     server.set_serving(True)
     address = f"127.0.0.1:{server.port}"
@@ -87,7 +91,7 @@ def stack(tmp_path: Path, ct_series: list[Dataset], volume: Volume) -> Iterator[
         yield Stack(risk_pb2_grpc.RiskServiceStub(channel), f"127.0.0.1:{data.port}",  # type: ignore[no-untyped-call]
                     volume_pb2.SeriesRef(study_instance_uid=str(first.StudyInstanceUID),
                                          series_instance_uid=str(first.SeriesInstanceUID)),
-                    pacs)
+                    pacs, metrics)
     server.stop(grace=1)
     data.stop(grace=1)
     pacs.stop()
@@ -117,6 +121,22 @@ def test_assess_then_deliver(stack: Stack, volume: Volume, label_map: LabelMap) 
     assert [(d.sop_instance_uid, d.status) for d in delivered.deliveries] == [
         (o.sop_instance_uid, 0) for o in reply.objects]
     assert len(stack.pacs.received) == 2
+    metrics = stack.metrics
+    assert metrics.value("stage_seconds_count", stage="assessment") == 2
+    assert metrics.value("stage_seconds_count", stage="delivery") == 1
+    assert metrics.value("objects_delivered_total", kind="SEG") == 1
+    assert metrics.value("objects_delivered_total", kind="SR") == 1
+    assert metrics.value("delivery_retries_total") == 0
+
+
+def test_calls_are_logged_with_job_and_series(stack: Stack, label_map: LabelMap) -> None:
+    with logs.capture("risk") as captured:
+        stack.risk.Assess(request(stack, [label_map]), timeout=60,
+                          metadata=grpcutil.job_metadata(8))
+        stack.risk.Deliver(stack.series, timeout=60, metadata=grpcutil.job_metadata(8))
+    attempts = [r for r in logs.records(captured) if r["message"] == "C-STORE attempt"]
+    assert attempts and all((r["job"], r["series"]) == ("8", stack.series.series_instance_uid)
+                            for r in attempts)
 
 
 def test_failed_delivery_is_unavailable(stack: Stack, label_map: LabelMap) -> None:
@@ -126,6 +146,9 @@ def test_failed_delivery_is_unavailable(stack: Stack, label_map: LabelMap) -> No
         stack.risk.Deliver(stack.series, timeout=60)
     assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
     assert grpcutil.error_reason(raised.value) == "delivery-failed"
+    assert stack.metrics.value("stage_seconds_count", stage="delivery") == 0
+    assert stack.metrics.value("delivery_retries_total") == 1  # two attempts
+    assert stack.metrics.value("delivery_failures_total") == 1
 
 
 @pytest.mark.parametrize(("case", "code", "reason"), [
@@ -141,7 +164,8 @@ def test_bad_requests_are_permanent_errors(stack: Stack, label_map: LabelMap, ca
         elif case == "unknown-series":
             unknown = Stack(stack.risk, stack.data_address,
                             volume_pb2.SeriesRef(study_instance_uid="1.2.3",
-                                                 series_instance_uid="1.2.4"), stack.pacs)
+                                                 series_instance_uid="1.2.4"), stack.pacs,
+                            stack.metrics)
             stack.risk.Assess(request(unknown, [label_map]), timeout=60)
         else:
             stack.risk.Deliver(stack.series, timeout=60)
@@ -152,15 +176,20 @@ def test_bad_requests_are_permanent_errors(stack: Stack, label_map: LabelMap, ca
 
 @pytest.mark.integration
 def test_python_m_risk_serves_and_drains_on_sigterm(tmp_path: Path) -> None:
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     config = tmp_path / "spinemets.yaml"
     config.write_text(yaml.safe_dump({
         "common": {"data_dir": str(tmp_path / "data")},
-        "risk": {"grpc_host": "127.0.0.1", "grpc_port": port}}))
+        "risk": {"grpc_host": "127.0.0.1", "grpc_port": port, "metrics_port": metrics_port}}))
     process = subprocess.Popen([sys.executable, "-m", "risk"],
                                env={**os.environ, "SPINEMETS_CONFIG": str(config)})
     try:
         assert grpcutil.wait_healthy(f"127.0.0.1:{port}", timeout=30)
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics",
+                                    timeout=10) as response:
+            text = response.read().decode()
+        assert 'spinemets_risk_stage_seconds_count{stage="delivery"} 0.0' in text
+        assert 'spinemets_risk_objects_delivered_total{kind="SR"} 0.0' in text
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
     finally:

@@ -12,19 +12,22 @@ import grpc
 import numpy as np
 
 from segmenter.inference import segment
+from segmenter.metrics import SegmenterMetrics
 from segmenter.settings import Settings
 from segmenter.spec import ModelSpec
 from segmenter.triton_client import TritonModel
 from segmenter.volume_client import fetch_volume
 from spinemets import labelmaps, logs
 from spinemets.errors import InputError, ModelError
+from spinemets.geometry import Volume
 from spinemets.grpcutil import Server, guarded
 from spinemets.v1 import segmenter_pb2, segmenter_pb2_grpc, volume_pb2
 
 log = logging.getLogger(__name__)
 
 
-def load_models(settings: Settings) -> dict[str, TritonModel]:
+def load_models(settings: Settings,
+                metrics: SegmenterMetrics | None = None) -> dict[str, TritonModel]:
     """A Triton client per served role, from ``<model_repository>/<role>/model.json``."""
     models: dict[str, TritonModel] = {}
     for role in settings.roles:
@@ -33,7 +36,8 @@ def load_models(settings: Settings) -> dict[str, TritonModel]:
         if spec.role != role:
             raise ModelError(f"{path} describes a model for role {spec.role!r}, not {role!r}",
                              reason="bad-model-spec")
-        models[role] = TritonModel(settings.triton_url, spec, settings.request_timeout_s)
+        models[role] = TritonModel(settings.triton_url, spec, settings.request_timeout_s,
+                                   metrics)
     return models
 
 
@@ -46,9 +50,11 @@ def _present(label_map: labelmaps.LabelMap) -> list[str]:
 class SegmenterService(segmenter_pb2_grpc.SegmenterServiceServicer):
     """Fetches the volume, runs each requested model, streams the label maps back."""
 
-    def __init__(self, settings: Settings, models: Mapping[str, TritonModel]) -> None:
+    def __init__(self, settings: Settings, models: Mapping[str, TritonModel],
+                 metrics: SegmenterMetrics | None = None) -> None:
         self.settings = settings
         self.models = models
+        self.metrics = metrics if metrics is not None else SegmenterMetrics()
         self._slots = threading.BoundedSemaphore(settings.parallel_series)
 
     @guarded
@@ -62,24 +68,31 @@ class SegmenterService(segmenter_pb2_grpc.SegmenterServiceServicer):
                              reason="unknown-role")
         if not request.data_service:
             raise InputError("request names no data service", reason="missing-data-service")
-        maps: list[labelmaps.LabelMap] = []
         with logs.context(series=request.series.series_instance_uid), self._slots:
-            volume = fetch_volume(request.data_service, request.series,
-                                  self.settings.volume_timeout_s)
-            for role in roles:
-                model = self.models[role]
-                if model.max_batch_size < 1:
-                    model.check()
-                started = time.monotonic()
-                label_map = segment(volume, model.spec, model.predict,
-                                    step_size=self.settings.step_size, mirror=self.settings.mirror,
-                                    batch_size=self.settings.batch_size,
-                                    workers=self.settings.concurrency)
-                log.info("segmented", extra=logs.fields(
-                    role=role, model=model.spec.name, version=model.spec.version,
-                    seconds=round(time.monotonic() - started, 2), found=_present(label_map)))
-                maps.append(label_map)
+            with self.metrics.stage("volume_fetch"):
+                volume = fetch_volume(request.data_service, request.series,
+                                      self.settings.volume_timeout_s)
+            with self.metrics.stage("segmentation"):
+                maps = self._segment(volume, roles)
         return (chunk for label_map in maps for chunk in labelmaps.to_chunks(label_map))
+
+    def _segment(self, volume: Volume, roles: list[str]) -> list[labelmaps.LabelMap]:
+        """Run each role's model on the volume."""
+        maps: list[labelmaps.LabelMap] = []
+        for role in roles:
+            model = self.models[role]
+            if model.max_batch_size < 1:
+                model.check()
+            started = time.monotonic()
+            label_map = segment(volume, model.spec, model.predict,
+                                step_size=self.settings.step_size, mirror=self.settings.mirror,
+                                batch_size=self.settings.batch_size,
+                                workers=self.settings.concurrency)
+            log.info("segmented", extra=logs.fields(
+                role=role, model=model.spec.name, version=model.spec.version,
+                seconds=round(time.monotonic() - started, 2), found=_present(label_map)))
+            maps.append(label_map)
+        return maps
 
 
 class HealthMonitor:

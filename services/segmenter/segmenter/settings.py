@@ -14,6 +14,8 @@ class Settings(Section):
 
     grpc_host: str = "0.0.0.0"
     grpc_port: Port = 50052
+    #: Port of the Prometheus endpoint (``GET /metrics`` on ``grpc_host``); 0 disables it.
+    metrics_port: Port = 9102
     #: Triton's gRPC endpoint (host:port).
     triton_url: str = "127.0.0.1:8001"
     #: Folder with one sub-folder per role holding the model's ``model.json``.

@@ -9,11 +9,14 @@ keeps several batches in flight, which Triton's dynamic batcher groups.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import numpy.typing as npt
 import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
+from segmenter.metrics import SegmenterMetrics
 from segmenter.spec import ModelSpec
 from spinemets.errors import ModelError
 
@@ -35,11 +38,14 @@ def _error(what: str, exc: InferenceServerException) -> ModelError:
 class TritonModel:
     """One model on one Triton server; ``predict`` runs a batch of patches."""
 
-    def __init__(self, url: str, spec: ModelSpec, timeout: float) -> None:
+    def __init__(self, url: str, spec: ModelSpec, timeout: float,
+                 metrics: SegmenterMetrics | None = None) -> None:
         self.url = url
         self.spec = spec
         self.timeout = timeout
         self.max_batch_size = 0
+        self.metrics = metrics if metrics is not None else SegmenterMetrics()
+        self.metrics.watch_model(spec.name)
         self._client = triton.InferenceServerClient(url, keepalive_options=_KEEPALIVE)
 
     def ready(self) -> bool:
@@ -98,19 +104,27 @@ class TritonModel:
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _infer(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        name = self.spec.name
         data = triton.InferInput(self.spec.input.name, list(batch.shape), self.spec.input.datatype)
         data.set_data_from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        started = time.monotonic()
         try:
             result = self._client.infer(
-                self.spec.name, [data], model_version=self.spec.version,
+                name, [data], model_version=self.spec.version,
                 outputs=[triton.InferRequestedOutput(self.spec.output.name)],
                 client_timeout=self.timeout)
         except InferenceServerException as exc:
-            raise _error(f"inference of {self.spec.name!r} on {self.url} failed", exc) from None
+            error = _error(f"inference of {name!r} on {self.url} failed", exc)
+            self.metrics.triton_errors.labels(model=name, reason=error.reason).inc()
+            raise error from None
+        finally:
+            self.metrics.triton_seconds.labels(model=name).observe(time.monotonic() - started)
         logits = result.as_numpy(self.spec.output.name)
         if logits is None:
-            raise ModelError(f"{self.spec.name!r} returned no {self.spec.output.name!r}",
+            self.metrics.triton_errors.labels(model=name, reason="bad-model-output").inc()
+            raise ModelError(f"{name!r} returned no {self.spec.output.name!r}",
                              reason="bad-model-output")
+        self.metrics.patches.labels(model=name).inc(len(batch))
         return np.asarray(logits, dtype=np.float32)
 
     def close(self) -> None:

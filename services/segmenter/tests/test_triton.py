@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -178,10 +179,11 @@ def data_service(ct: Volume) -> Iterator[str]:
 def test_segmenter_service_streams_the_label_map(triton: TritonProcess, repo: Path,
                                                  spec: ModelSpec, ct: Volume,
                                                  data_service: str, tmp_path: Path) -> None:
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     env = {**os.environ, "SPINEMETS_CONFIG": str(REPO_ROOT / "config" / "spinemets.yaml"),
            "SPINEMETS__SEGMENTER__GRPC_HOST": "127.0.0.1",
            "SPINEMETS__SEGMENTER__GRPC_PORT": str(port),
+           "SPINEMETS__SEGMENTER__METRICS_PORT": str(metrics_port),
            "SPINEMETS__SEGMENTER__TRITON_URL": triton.grpc_url,
            "SPINEMETS__SEGMENTER__MODEL_REPOSITORY": str(repo),
            "SPINEMETS__SEGMENTER__HEALTH_INTERVAL_S": "0.2"}
@@ -210,6 +212,12 @@ def test_segmenter_service_streams_the_label_map(triton: TritonProcess, repo: Pa
                 with pytest.raises(grpc.RpcError) as info:
                     list(stub.Segment(bad, timeout=60))
                 assert info.value.code() == code
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics",
+                                    timeout=10) as response:
+            metrics = response.read().decode()
+        assert 'spinemets_segmenter_stage_seconds_count{stage="segmentation"} 1.0' in metrics
+        assert 'spinemets_segmenter_stage_seconds_count{stage="volume_fetch"} 1.0' in metrics
+        assert 'spinemets_segmenter_triton_request_seconds_count{model="vertebrae"}' in metrics
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
