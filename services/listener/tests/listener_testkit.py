@@ -155,6 +155,20 @@ def send(datasets: Sequence[Dataset], port: int, ae_title: str = SENDER,
     return statuses
 
 
+def reject_reason(port: int, ae_title: str) -> tuple[int, int, int] | None:
+    """(result, source, diagnostic) of an A-ASSOCIATE-RJ, or None if accepted."""
+    ae = AE(ae_title=ae_title)
+    ae.add_requested_context("1.2.840.10008.1.1")
+    assoc = ae.associate("127.0.0.1", port, ae_title="SPINEMETS")
+    if assoc.is_established:
+        assoc.release()
+        return None
+    assert assoc.is_rejected
+    rj = assoc.acceptor.primitive
+    assert rj is not None
+    return (int(rj.result or 0), int(rj.result_source or 0), int(rj.diagnostic or 0))
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

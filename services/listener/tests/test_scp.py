@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from listener_testkit import SENDER, ct_series, send, write_files
+from listener_testkit import SENDER, ct_series, reject_reason, send, write_files
 from pydicom.dataset import Dataset
 from pydicom.uid import RLELossless, SecondaryCaptureImageStorage
-from pynetdicom import AE
 
 from listener.app import Listener
 from listener.db import SeriesState
@@ -24,20 +23,6 @@ StartListener = Callable[..., Listener]
 def echoscu(port: int, ae_title: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["echoscu", "-aet", ae_title, "-aec", "SPINEMETS", "127.0.0.1",
                            str(port)], capture_output=True, text=True, timeout=30)
-
-
-def reject_reason(port: int, ae_title: str) -> tuple[int, int, int] | None:
-    """(result, source, diagnostic) of an A-ASSOCIATE-RJ, or None if accepted."""
-    ae = AE(ae_title=ae_title)
-    ae.add_requested_context("1.2.840.10008.1.1")
-    assoc = ae.associate("127.0.0.1", port, ae_title="SPINEMETS")
-    if assoc.is_established:
-        assoc.release()
-        return None
-    assert assoc.is_rejected
-    rj = assoc.acceptor.primitive
-    assert rj is not None
-    return (int(rj.result or 0), int(rj.result_source or 0), int(rj.diagnostic or 0))
 
 
 def test_echo_from_an_allowed_caller(start_listener: StartListener) -> None:

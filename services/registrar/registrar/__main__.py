@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from registrar.metrics import RegistrarMetrics
 from registrar.server import build
 from registrar.settings import Settings
-from spinemets import metrics
-from spinemets.errors import SpineMetsError
-from spinemets.startup import start_service
-
-log = logging.getLogger("registrar")
+from spinemets.startup import start_metrics, start_service
 
 
 def main() -> int:
     common, settings = start_service("registrar", Settings)
     service_metrics = RegistrarMetrics()
-    try:
-        exporter = metrics.serve(service_metrics, settings.grpc_host, settings.metrics_port)
-    except SpineMetsError as exc:
-        log.error("cannot start: %s", exc)
-        return 1
+    exporter = start_metrics("registrar", service_metrics, settings.grpc_host,
+                             settings.metrics_port)
     server, history = build(settings, common.data_dir, service_metrics)
     server.start()
     server.set_serving(True)

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from risk.metrics import RiskMetrics
 from risk.server import build
 from risk.settings import Settings
-from spinemets import metrics
-from spinemets.errors import SpineMetsError
-from spinemets.startup import start_service
-
-log = logging.getLogger("risk")
+from spinemets.startup import start_metrics, start_service
 
 
 def main() -> int:
     common, settings = start_service("risk", Settings)
     service_metrics = RiskMetrics()
-    try:
-        exporter = metrics.serve(service_metrics, settings.grpc_host, settings.metrics_port)
-    except SpineMetsError as exc:
-        log.error("cannot start: %s", exc)
-        return 1
+    exporter = start_metrics("risk", service_metrics, settings.grpc_host,
+                             settings.metrics_port)
     server = build(settings, common.data_dir, service_metrics)
     server.start()
     server.set_serving(True)

@@ -8,10 +8,10 @@ import sys
 from segmenter.metrics import SegmenterMetrics
 from segmenter.server import HealthMonitor, SegmenterService, load_models
 from segmenter.settings import Settings
-from spinemets import logs, metrics
-from spinemets.errors import ModelError, SpineMetsError
+from spinemets import logs
+from spinemets.errors import ModelError
 from spinemets.grpcutil import Server
-from spinemets.startup import EXIT_BAD_CONFIG, start_service
+from spinemets.startup import EXIT_BAD_CONFIG, start_metrics, start_service
 from spinemets.v1 import segmenter_pb2_grpc
 
 log = logging.getLogger("segmenter")
@@ -29,11 +29,8 @@ def main() -> int:
         log.info("model", extra=logs.fields(role=role, name=model.spec.name,
                                             version=model.spec.version, title=model.spec.title,
                                             demo=model.spec.demo))
-    try:
-        exporter = metrics.serve(service_metrics, settings.grpc_host, settings.metrics_port)
-    except SpineMetsError as exc:
-        log.error("cannot start: %s", exc)
-        return 1
+    exporter = start_metrics("segmenter", service_metrics, settings.grpc_host,
+                             settings.metrics_port)
     server = Server("segmenter", f"{settings.grpc_host}:{settings.grpc_port}")
     server.set_serving(False)
     server.add(segmenter_pb2_grpc.add_SegmenterServiceServicer_to_server,
