@@ -9,11 +9,13 @@ Level consistency rule
     ``FRAGMENT_FRACTION`` of the median over levels of each level's largest component are
     fragments: a fragment touching a vertebra joins it, any other becomes background. The
     vertebrae left are ordered cranio-caudally by centroid and given consecutive levels
-    ``o, o+1, ...``; ``o`` is the offset that maximises the number of voxels whose new level
-    equals the network's label (ties: the offset keeping more vertebrae, then the one nearest the
-    network's own). Vertebrae the best offset puts outside the model's levels are dropped: a C7
-    or S1 labelled like its neighbour, next to the levels the network identified. A correct map
-    is unchanged but for stray islands; a duplicated, skipped or swapped level is fixed.
+    ``o, o+1, ...``; ``o`` is the offset with the best agreement: the sum over vertebrae of the
+    share of each vertebra's voxels whose network label equals its new level (so every vertebra
+    weighs the same, whatever its size or how much of it is in view). Ties go to the offset
+    keeping more vertebrae, then to the one nearest the network's own. Vertebrae the chosen
+    offset puts outside the model's levels are dropped: a C7 or S1 labelled like its neighbour,
+    next to the levels the network identified. A correct map is unchanged but for stray islands;
+    a duplicated, skipped or swapped level is fixed.
 """
 
 from __future__ import annotations
@@ -59,16 +61,18 @@ def keep_largest_components(array: npt.NDArray[np.uint8], channels: Sequence[int
 def _choose_offset(votes: npt.NDArray[np.int64]) -> int:
     """The offset ``o`` (vertebra ``i`` gets level ``o + i``) with the best agreement.
 
-    Agreement counts the voxels whose network level equals the new one. Ties go to the offset
-    keeping more vertebrae, then to the one closest to the network's own (the median of each
-    vertebra's majority level minus its rank), then to the smaller offset.
+    ``votes[i, level]`` counts vertebra ``i``'s voxels the network gave ``level``. Agreement sums
+    each kept vertebra's share of votes for its new level. Ties go to the offset keeping more
+    vertebrae, then to the one closest to the network's own (the median of each vertebra's
+    majority level minus its rank), then to the smaller offset.
     """
     count, levels = votes.shape
+    shares = votes / np.maximum(votes.sum(axis=1, keepdims=True), 1)
     implied = float(np.median(np.argmax(votes, axis=1) - np.arange(count)))
-    best: tuple[int, int, float, int] | None = None
+    best: tuple[float, int, float, int] | None = None
     for offset in range(-(count - 1), levels):
         kept = [i for i in range(count) if 0 <= offset + i < levels]
-        agreement = int(sum(votes[i, offset + i] for i in kept))
+        agreement = round(float(sum(shares[i, offset + i] for i in kept)), 9)
         key = (agreement, len(kept), -abs(offset - implied), -offset)
         if best is None or key > best:
             best = key

@@ -87,6 +87,16 @@ def test_a_vertebra_below_the_last_level_does_not_shift_the_others() -> None:
     assert np.array_equal(array, spine([2, 3, 4, 5, 0]))
 
 
+def test_a_smaller_vertebra_is_not_dropped_for_a_larger_namesake() -> None:
+    """Two vertebrae both labelled 1, the upper one half cut off by the field of view."""
+    array = spine([1, 1])
+    array[-5:] = 0
+    enforce_level_order(array, LEVELS)
+    expected = spine([1, 2])
+    expected[-5:] = 0
+    assert np.array_equal(array, expected)
+
+
 def test_keep_largest_components_removes_smaller_pieces_only() -> None:
     array = np.zeros((10, 10, 10), np.uint8)
     array[0:4, 0:4, 0:4] = 6
