@@ -69,7 +69,7 @@ test-containers: apt setup images
 	$(PY) -m pytest -q -m containers
 
 MYPY_PATH := libs/spinemets:services/listener:services/segmenter:services/registrar:services/risk:tools
-MYPY_PACKAGES := spinemets listener segmenter registrar risk phantom stack demomodel
+MYPY_PACKAGES := spinemets listener segmenter registrar risk phantom stack demomodel nnunet_tools
 
 lint: setup
 	$(VENV)/bin/ruff check .

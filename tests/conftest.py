@@ -30,7 +30,8 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
 
 
 def stack_config(root: Path, orthanc: Orthanc) -> dict[str, Any]:
-    """The project's configuration with every port free and delivery to Orthanc."""
+    """The project's configuration with every port free, delivery to Orthanc, and Orthanc
+    searched for priors (it C-MOVEs them to the listener)."""
     raw: dict[str, Any] = yaml.safe_load((REPO / "config/spinemets.yaml").read_text())
     ports = {name: free_port() for name in (
         "dicom", "listener", "segmenter", "registrar", "risk", "http", "grpc", "metrics", "pacs",
@@ -40,13 +41,16 @@ def stack_config(root: Path, orthanc: Orthanc) -> dict[str, Any]:
         **(raw.get("listener") or {}),
         "port": ports["dicom"], "grpc_port": ports["listener"],
         "metrics_port": ports["listener_metrics"],
-        "allowed_callers": [{"ae_title": SENDER_AE, "hosts": ["127.0.0.1/32"]}],
+        "allowed_callers": [{"ae_title": SENDER_AE, "hosts": ["127.0.0.1/32"]},
+                            {"ae_title": orthanc.aet, "hosts": ["127.0.0.1/32"]}],
         "allow_any_caller": False,
         "completion_idle_s": 2.0,
         "segmenter": f"127.0.0.1:{ports['segmenter']}",
         "registrar": f"127.0.0.1:{ports['registrar']}",
         "risk": f"127.0.0.1:{ports['risk']}",
         "retry": {"max_attempts": 20, "base_delay_s": 0.5, "max_delay_s": 5.0, "factor": 2.0},
+        "priors": {"pacs": {"ae_title": orthanc.aet, "host": "127.0.0.1",
+                            "port": orthanc.dicom_port}},
     }
     raw["segmenter"] = {**(raw.get("segmenter") or {}), "grpc_port": ports["segmenter"],
                         "metrics_port": ports["segmenter_metrics"],
@@ -75,6 +79,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory,
     os.environ["SPINEMETS_CONFIG"] = str(path)
     try:
         config = StackConfig.load(read_raw(path))
+        orthanc.add_modality("spinemets", config.listener.ae_title, config.listener.port)
         with stack_running(config, with_pacs=False) as running:
             yield config, running
     finally:

@@ -69,13 +69,31 @@ def dciodvfy_errors(path: Path) -> list[str]:
             if line.startswith("Error")]
 
 
-def job_state(config: StackConfig, series_uid: str) -> str | None:
-    database = config.listener.state_path(config.stack.root / "work") / "listener.sqlite"
+def query(config: StackConfig, service: str, sql: str, *args: str) -> list[tuple[Any, ...]]:
+    """Rows of the listener's job database or the registrar's study history (read-only); none
+    while the database does not exist yet."""
+    work = config.stack.root / "work"
+    database = (config.listener.state_path(work) / "listener.sqlite" if service == "listener"
+                else config.registrar.database_path(work))
     if not database.exists():
-        return None
+        return []
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5) as conn:
-        row = conn.execute("SELECT state FROM jobs WHERE series_uid = ? ORDER BY id DESC",
-                           (series_uid,)).fetchone()
-    return None if row is None else str(row[0])
+        return conn.execute(sql, args).fetchall()
+
+
+JOB_COLUMNS = ("id", "state", "reason", "purpose", "has_prior", "prior_study_uid",
+               "prior_series_uid", "pairing_note", "created", "updated")
+
+
+def job_row(config: StackConfig, series_uid: str) -> dict[str, Any] | None:
+    """The series' latest job (:data:`JOB_COLUMNS`), or ``None``."""
+    rows = query(config, "listener", f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs "
+                 "WHERE series_uid = ? ORDER BY id DESC LIMIT 1", series_uid)
+    return dict(zip(JOB_COLUMNS, rows[0], strict=True)) if rows else None
+
+
+def job_state(config: StackConfig, series_uid: str) -> str | None:
+    job = job_row(config, series_uid)
+    return None if job is None else str(job["state"])
 
 

@@ -70,6 +70,31 @@ class Orthanc:
         with urllib.request.urlopen(request, timeout=10) as r:
             return json.loads(r.read())
 
+    def put(self, path: str, payload: Any) -> Any:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.http_port}{path}", data=json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json"}, method="PUT")
+        with urllib.request.urlopen(request, timeout=10) as r:
+            body = r.read()
+        return json.loads(body) if body[:1] in (b"{", b"[") else body
+
+    def add_modality(self, name: str, aet: str, port: int, host: str = "127.0.0.1") -> None:
+        """Declare (or update) a DICOM node that may query and retrieve, and that C-MOVEs can
+        be sent to."""
+        self.put(f"/modalities/{name}", {"AET": aet, "Host": host, "Port": port,
+                                         "AllowEcho": True, "AllowFind": True,
+                                         "AllowMove": True, "AllowGet": True,
+                                         "AllowStore": True})
+
+    def upload(self, files: list[Path]) -> None:
+        """Store DICOM files through the REST API (as if the PACS had them all along)."""
+        for path in files:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{self.http_port}/instances", data=path.read_bytes(),
+                headers={"Content-Type": "application/dicom"}, method="POST")
+            with urllib.request.urlopen(request, timeout=30) as r:
+                r.read()
+
     def instances_of_study(self, study_uid: str) -> list[dict[str, Any]]:
         """Instances of a study with their tags (Modality, SOP Instance UID...)."""
         ids = self.post("/tools/find", {"Level": "Instance",

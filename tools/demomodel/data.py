@@ -2,24 +2,26 @@
 
 Phantoms are generated directly on the model grid (canonical LPS, ``(z, y, x)`` arrays with z
 towards Superior) and stored as ``.npz`` (HU ``int16`` image and ``uint8`` channel target).
-Targets are network output channels: 0 background, 1..17 T1..L5, 18 sacrum (:data:`CHANNELS`);
-every other structure of the phantom is background.
+Targets are network output channels of one role's :class:`Target`: for the vertebra model
+0 background, 1..17 T1..L5, 18 sacrum (:data:`CHANNELS`); every other structure of the phantom
+is background. The muscle and lesion targets are defined in :mod:`demomodel.roles`.
 
-Patches follow nnU-Net's sampler, with more foreground: half of them are centred on a voxel of a
-foreground class picked uniformly among the classes of the case (so every level is seen equally
-often), the rest anywhere; parts outside the volume are padded with water, 0 after normalisation
-(as the sliding window pads), and background in the target. Augmentation is light: left-right
-mirroring (the labels are not lateral), a field of view truncated along z (as in clinical scans
-that stop inside a patch), intensity scale and shift, Gaussian noise.
+Patches follow nnU-Net's sampler, with more foreground: a share of them (half by default) are
+centred on a voxel of a foreground class picked uniformly among the classes of the case (so every
+level is seen equally often), the rest anywhere; parts outside the volume are padded with water,
+0 after normalisation (as the sliding window pads), and background in the target. Augmentation
+is light: left-right mirroring (only where the labels are not lateral: never for muscles), a
+field of view truncated along z (as in clinical scans that stop inside a patch), intensity scale
+and shift, Gaussian noise.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +29,7 @@ from scipy import ndimage
 
 import phantom
 from spinemets import labels
+from spinemets.labelmaps import LabelMap
 
 #: Output channel -> catalogue name.
 CHANNELS: tuple[str, ...] = ("background", *(labels.vertebra(lv).name for lv in labels.LEVELS),
@@ -39,12 +42,15 @@ EVALUATION_SEEDS = range(3_000_000, 4_000_000)
 
 Shape3 = tuple[int, int, int]
 Scalar = TypeVar("Scalar", bound=np.generic)
+#: ``options(seed, spacing_zyx)``: the training phantom of a seed on the model grid.
+OptionsOf = Callable[[int, Sequence[float]], phantom.PhantomOptions]
+TruthMap = Literal["vertebrae", "muscles", "lesions"]
 
 
-def value_to_channel() -> npt.NDArray[np.uint8]:
+def value_to_channel(channels: Sequence[str] = CHANNELS) -> npt.NDArray[np.uint8]:
     """Lookup table from catalogue label value (0..255) to output channel."""
     lut = np.zeros(256, dtype=np.uint8)
-    for channel, name in enumerate(CHANNELS[1:], start=1):
+    for channel, name in enumerate(channels[1:], start=1):
         lut[labels.by_name(name).value] = channel
     return lut
 
@@ -105,13 +111,30 @@ def phantom_options(seed: int, spacing_zyx: Sequence[float]) -> phantom.PhantomO
                                   full_spine=full_spine, lesions=lesions, compression=compression)
 
 
-def make_case(options: phantom.PhantomOptions) -> Case:
-    """Generate one phantom; it is already in canonical LPS order (identity direction)."""
+@dataclass(frozen=True)
+class Target:
+    """What a role learns: the phantom label map it reads, its channels, its phantoms."""
+
+    role: str
+    truth: TruthMap
+    channels: tuple[str, ...]
+    options: OptionsOf
+
+    def folder(self, spacing_zyx: Sequence[float]) -> str:
+        """Cache folder name: spacing and generator hash (and the role, except vertebrae)."""
+        name = f"{'x'.join(f'{s:g}' for s in spacing_zyx)}-{phantom_fingerprint()}"
+        return name if self.role == "vertebrae" else f"{self.role}-{name}"
+
+
+def make_case(options: phantom.PhantomOptions, target: Target | None = None) -> Case:
+    """Generate one phantom (the vertebra target by default); it is already in canonical LPS
+    order (identity direction)."""
+    target = target or VERTEBRAE
     generated = phantom.generate(options)
     if not np.allclose(generated.ct.geometry.direction, np.eye(3)):
         raise ValueError("training phantoms must be generated in canonical LPS orientation")
-    target = value_to_channel()[generated.vertebrae.array]
-    return Case(options.seed, generated.ct.array, target)
+    truth: LabelMap = getattr(generated, target.truth)
+    return Case(options.seed, generated.ct.array, value_to_channel(target.channels)[truth.array])
 
 
 def phantom_fingerprint() -> str:
@@ -122,18 +145,21 @@ def phantom_fingerprint() -> str:
     return digest.hexdigest()[:12]
 
 
-def cached_cases(seeds: Sequence[int], spacing_zyx: Sequence[float], directory: Path
-                 ) -> list[Case]:
+#: The vertebra model's target.
+VERTEBRAE = Target("vertebrae", "vertebrae", CHANNELS, phantom_options)
+
+
+def cached_cases(seeds: Sequence[int], spacing_zyx: Sequence[float], directory: Path,
+                 target: Target = VERTEBRAE) -> list[Case]:
     """The phantoms of ``seeds`` at ``spacing_zyx``, generated once into ``directory``."""
-    spacing = "x".join(f"{s:g}" for s in spacing_zyx)
-    folder = directory / f"{spacing}-{phantom_fingerprint()}"
+    folder = directory / target.folder(spacing_zyx)
     cases = []
     for seed in seeds:
         path = folder / f"{seed}.npz"
         if path.exists():
             cases.append(Case.load(path))
         else:
-            case = make_case(phantom_options(seed, spacing_zyx))
+            case = make_case(target.options(seed, spacing_zyx), target)
             case.save(path)
             cases.append(case)
     return cases

@@ -12,7 +12,8 @@ levels fully inside the field of view; identification as in VerSe: a level is id
 the predicted label of that level has its centroid closest to the true centroid among all
 predicted vertebrae, and less than 20 mm from it.
 
-``python -m demomodel.evaluate --model triton-models/vertebrae --phantoms 3``
+``python -m demomodel.evaluate --model triton-models/vertebrae --phantoms 3``; for the muscle
+and lesion models (``--model triton-models/muscles``) the metrics of :mod:`demomodel.role_eval`.
 """
 
 from __future__ import annotations
@@ -190,7 +191,7 @@ def summarise(scores: Sequence[CaseScore]) -> dict[str, object]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    parser = argparse.ArgumentParser(description="Evaluate the demo model on held-out phantoms.")
+    parser = argparse.ArgumentParser(description="Evaluate a demo model on held-out phantoms.")
     parser.add_argument("--model", type=Path, default=Path("triton-models/vertebrae"))
     parser.add_argument("--phantoms", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=EVALUATION_SEEDS.start)
@@ -198,6 +199,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.first_seed not in EVALUATION_SEEDS:
         parser.error(f"evaluation seeds must lie in {EVALUATION_SEEDS}")
     spec = ModelSpec.load(args.model / "model.json")
+    if spec.role != "vertebrae":
+        from demomodel import role_eval  # imports this module
+        print(json.dumps(role_eval.run(args.model, args.phantoms, args.first_seed), indent=2))
+        return
     predict = onnx_predict(args.model / spec.version / "model.onnx")
     scores = []
     for seed in range(args.first_seed, args.first_seed + args.phantoms):

@@ -7,7 +7,7 @@ holds spacing, patch, normalisation, channel -> catalogue name and the training 
 ``config.pbtxt`` is rendered from it by :func:`stack.triton.write_config`.
 
 ``python -m demomodel.export --checkpoint .cache/demomodel/checkpoints/last.pt
---out triton-models/vertebrae``
+--out triton-models/vertebrae`` (``muscles-last.pt`` to ``triton-models/muscles``, and so on)
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import onnxruntime as ort
 import torch
 
 from demomodel import data
-from demomodel.network import ModelConfig, TwoScaleUNet, parameter_count
+from demomodel.network import ModelConfig, NetworkConfig, PlainUNet, TwoScaleUNet, parameter_count
 from stack.triton import write_config
 
 log = logging.getLogger(__name__)
@@ -37,20 +37,28 @@ TOLERANCE = 1e-3
 MAX_ONNX_BYTES = 20 * 1024 * 1024
 
 
-def load(checkpoint: dict[str, Any]) -> TwoScaleUNet:
-    """The network of a checkpoint, in eval mode."""
+def load(checkpoint: dict[str, Any]) -> TwoScaleUNet | PlainUNet:
+    """The network of a checkpoint (the vertebra model's two U-Nets, or one U-Net), in eval
+    mode."""
     raw = checkpoint["model"]
-    config = ModelConfig(tuple(raw["patch_size_zyx"]), tuple(raw["bone_features"]),
-                         tuple(raw["level_features"]), int(raw["num_levels"]))
-    model = TwoScaleUNet(config)
+    model: TwoScaleUNet | PlainUNet
+    if "features" in raw:
+        model = PlainUNet(NetworkConfig(tuple(raw["patch_size_zyx"]), tuple(raw["features"]),
+                                        int(raw["num_classes"])))
+    else:
+        model = TwoScaleUNet(ModelConfig(tuple(raw["patch_size_zyx"]),
+                                         tuple(raw["bone_features"]),
+                                         tuple(raw["level_features"]), int(raw["num_levels"])))
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()
 
 
-def model_description(checkpoint: dict[str, Any], model: TwoScaleUNet, role: str,
+def model_description(checkpoint: dict[str, Any], model: TwoScaleUNet | PlainUNet, role: str,
                       version: str) -> dict[str, Any]:
-    """The ``model.json`` content of a checkpoint."""
+    """The ``model.json`` content of a checkpoint (channels: the vertebra model's unless the
+    checkpoint names its own)."""
     config = model.config
+    channels = checkpoint.get("channels", data.CHANNELS)
     return {
         "name": role,
         "version": version,
@@ -62,15 +70,15 @@ def model_description(checkpoint: dict[str, Any], model: TwoScaleUNet, role: str
         "spacing_zyx": [float(s) for s in checkpoint["spacing_zyx"]],
         "patch_size_zyx": list(config.patch_size_zyx),
         "normalization": data.Normalization(**checkpoint["normalization"]).as_json(),
-        "labels": {str(c): name for c, name in enumerate(data.CHANNELS)},
+        "labels": {str(c): name for c, name in enumerate(channels)},
         "input": {"name": "input", "datatype": "FP32"},
         "output": {"name": "logits", "datatype": "FP32"},
-        "mirror_axes": [],
+        "mirror_axes": checkpoint.get("mirror_axes", []),
         "training": checkpoint["training"],
     }
 
 
-def to_onnx(model: TwoScaleUNet, path: Path) -> None:
+def to_onnx(model: TwoScaleUNet | PlainUNet, path: Path) -> None:
     """Write the ONNX graph and check it against torch on a random batch of two patches."""
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.randn(2, 1, *model.config.patch_size_zyx,

@@ -1,4 +1,7 @@
-"""The demo network: two nnU-Net-style PlainConvUNets (dynamic_network_architectures) in one graph.
+"""The demo networks: nnU-Net-style PlainConvUNets (dynamic_network_architectures).
+
+The muscle and lesion models are one PlainConvUNet each (:class:`PlainUNet`); the vertebra model
+is two of them in one graph (:class:`TwoScaleUNet`).
 
 Each U-Net is built the way nnU-Net v2 plans build ``PlainConvUNet`` for 3d_fullres: Conv3d,
 kernel 3, InstanceNorm3d (affine, eps 1e-5), LeakyReLU (inplace), conv bias, no dropout, two
@@ -135,6 +138,19 @@ class TwoScaleUNet(nn.Module):
         level = nn.functional.log_softmax(self.level_logits(x), dim=1)
         level = nn.functional.interpolate(level, scale_factor=LEVEL_SCALE, mode="nearest")
         return torch.cat([bone[:, :1], bone[:, 1:] + level], dim=1)
+
+
+class PlainUNet(nn.Module):
+    """One PlainConvUNet: input ``[N, 1, Z, Y, X]`` -> logits ``[N, C, Z, Y, X]``."""
+
+    def __init__(self, config: NetworkConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.net = build(config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.net(x)
+        return logits
 
 
 def parameter_count(model: nn.Module) -> int:

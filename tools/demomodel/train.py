@@ -1,12 +1,17 @@
-"""Train the phantom-trained demo vertebra model (not for clinical use) and export it.
+"""Train a phantom-trained demo model (not for clinical use) and export it.
 
-``python -m demomodel.train --out triton-models/vertebrae`` reproduces the committed model:
-it generates (or reuses) the phantom cache, trains the level U-Net (half resolution,
+``python -m demomodel.train --out triton-models/vertebrae`` reproduces the committed vertebra
+model: it generates (or reuses) the phantom cache, trains the level U-Net (half resolution,
 cross-entropy of the level given vertebra) and then the bone U-Net (full resolution, nnU-Net's
 Dice + CE of vertebra versus background), measures the validation Dice on the model grid and
-exports ONNX, model.json and config.pbtxt. Both phases use AdamW with nnU-Net's poly schedule.
-Everything random is seeded; a run that completes its iterations within the time budgets is
-repeatable on the same machine and thread count. Checkpoints go to ``<cache>/checkpoints``.
+exports ONNX, model.json and config.pbtxt.
+
+``python -m demomodel.train --role muscles --out triton-models/muscles`` (or ``lesions``) trains
+the one U-Net of that role (:mod:`demomodel.roles`) with Dice + CE on its channels, in the same
+way. Every phase uses AdamW with nnU-Net's poly schedule. Everything random is seeded; a run
+that completes its iterations within the time budgets is repeatable on the same machine and
+thread count. Checkpoints go to ``<cache>/checkpoints`` (``last.pt`` for the vertebra model,
+``<role>-last.pt`` for the others).
 """
 
 from __future__ import annotations
@@ -16,22 +21,24 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
-from demomodel import data, evaluate, export
+from demomodel import data, evaluate, export, role_eval
 from demomodel.loss import DiceCELoss, level_loss, level_targets
-from demomodel.network import LEVEL_SCALE, ModelConfig, TwoScaleUNet, parameter_count
+from demomodel.network import LEVEL_SCALE, ModelConfig, PlainUNet, TwoScaleUNet, parameter_count
+from demomodel.roles import ROLES, RoleConfig
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE = Path(".cache/demomodel")
+Model = TypeVar("Model", bound=torch.nn.Module)
 #: ``loss(model, image, target)`` of one phase.
-PhaseLoss = Callable[[TwoScaleUNet, torch.Tensor, torch.Tensor], torch.Tensor]
+PhaseLoss = Callable[[Model, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -85,7 +92,13 @@ def levels_loss(model: TwoScaleUNet, image: torch.Tensor, target: torch.Tensor) 
     return level_loss(model.level_logits(image), levels)
 
 
-def fit(model: TwoScaleUNet, part: torch.nn.Module, loss_of: PhaseLoss,
+def plain_loss(model: PlainUNet, image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Dice + CE of a single U-Net over all its channels."""
+    loss: torch.Tensor = DiceCELoss()(model(image), target)
+    return loss
+
+
+def fit(model: Model, part: torch.nn.Module, loss_of: PhaseLoss[Model],
         sampler: data.PatchSampler, phase: Phase, *, bf16: bool = True,
         checkpoint: Callable[[int], object] | None = None) -> list[float]:
     """Optimise the parameters of ``part`` (a sub-network of ``model``) for one phase.
@@ -191,29 +204,100 @@ def train(config: TrainConfig, cache: Path, resume: dict[str, Any] | None = None
     return _save(cache, model, config, provenance)
 
 
+def train_role(config: RoleConfig, cache: Path, resume: dict[str, Any] | None = None
+               ) -> dict[str, Any]:
+    """Train the U-Net of a single-network role; return its checkpoint (as :func:`train`)."""
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    started = time.monotonic()
+    phantoms = cache / "phantoms"
+    cases = data.cached_cases(range(*config.train_seeds), config.spacing_zyx, phantoms,
+                              config.target)
+    log.info("%d training phantoms ready in %.0f s", len(cases), time.monotonic() - started)
+    sampler = data.PatchSampler(cases, config.normalization, config.patch_size_zyx, rng,
+                                foreground_fraction=config.foreground_fraction,
+                                augmentation=config.augmentation)
+    model = PlainUNet(config.network)
+    if resume is not None:
+        model.load_state_dict(resume["state_dict"])
+    log.info("%s: %d parameters", config.network.describe(), parameter_count(model))
+    phase = Phase(config.iterations, config.batch_size, config.learning_rate,
+                  config.time_budget_s, config.weight_decay)
+    fit_started = time.monotonic()
+    losses = fit(model, model, plain_loss, sampler, phase, bf16=config.bf16,
+                 checkpoint=lambda i: _save_role(cache, model, config, {"iterations": i}))
+    seconds = time.monotonic() - fit_started
+    validation = role_eval.validate_on_model_grid(
+        model, config.normalization, config.patch_size_zyx,
+        data.cached_cases(range(*config.validation_seeds), config.spacing_zyx, phantoms,
+                          config.target), config.target.channels)
+    log.info("validation Dice per label: %s", validation)
+    provenance = {
+        "script": "tools/demomodel/train.py",
+        "role": config.role,
+        "phantom_seeds": {"train": list(config.train_seeds),
+                          "validation": list(config.validation_seeds),
+                          "evaluation": [data.EVALUATION_SEEDS.start, data.EVALUATION_SEEDS.stop]},
+        "phantom_generator_sha256": data.phantom_fingerprint(),
+        "phases": {config.role: _summary(losses, seconds)},
+        "iterations": len(losses),
+        "train_seconds": round(time.monotonic() - started, 1),
+        "threads": config.threads,
+        "validation_dice": {k: round(v, 4) for k, v in validation.items()},
+        "validation_mean_dice": round(float(np.mean(list(validation.values()))), 4)
+        if validation else None,
+        "config": _jsonable({k: v for k, v in asdict(config).items() if k != "target"}),
+    }
+    if resume is not None:
+        provenance["resumed_from"] = resume["training"]
+        provenance["total_iterations"] = len(losses) + resume["training"].get(
+            "total_iterations", resume["training"]["iterations"])
+    return _save_role(cache, model, config, provenance)
+
+
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def _save(cache: Path, model: TwoScaleUNet, config: TrainConfig,
-          training: dict[str, Any]) -> dict[str, Any]:
-    checkpoint = {
-        "state_dict": model.state_dict(),
-        "model": _jsonable(asdict(config.model)),
-        "spacing_zyx": list(config.spacing_zyx),
-        "normalization": asdict(data.NORMALIZATION),
-        "training": training,
-    }
-    path = cache / "checkpoints" / "last.pt"
+def _write(checkpoint: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Save atomically (temporary file, rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint, path.with_suffix(".tmp"))
     path.with_suffix(".tmp").replace(path)
     return checkpoint
 
 
-def _parse(argv: Sequence[str] | None) -> tuple[TrainConfig, Path, Path, Path | None]:
+def _save(cache: Path, model: TwoScaleUNet, config: TrainConfig,
+          training: dict[str, Any]) -> dict[str, Any]:
+    return _write({
+        "state_dict": model.state_dict(),
+        "model": _jsonable(asdict(config.model)),
+        "spacing_zyx": list(config.spacing_zyx),
+        "normalization": asdict(data.NORMALIZATION),
+        "training": training,
+    }, cache / "checkpoints" / "last.pt")
+
+
+def _save_role(cache: Path, model: PlainUNet, config: RoleConfig,
+               training: dict[str, Any]) -> dict[str, Any]:
+    return _write({
+        "state_dict": model.state_dict(),
+        "role": config.role,
+        "model": _jsonable(asdict(config.network)),
+        "channels": list(config.target.channels),
+        "mirror_axes": [2] if config.augmentation.mirror_x > 0 else [],
+        "spacing_zyx": list(config.spacing_zyx),
+        "normalization": asdict(config.normalization),
+        "training": training,
+    }, cache / "checkpoints" / f"{config.role}-last.pt")
+
+
+def _parse(argv: Sequence[str] | None
+           ) -> tuple[TrainConfig | RoleConfig, Path, Path, Path | None]:
     default = TrainConfig()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--role", choices=("vertebrae", *ROLES), default="vertebrae")
     parser.add_argument("--out", type=Path, required=True, help="triton-models/<role> folder")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--resume", type=Path, help="checkpoint to continue training from "
@@ -224,18 +308,36 @@ def _parse(argv: Sequence[str] | None) -> tuple[TrainConfig, Path, Path, Path | 
     parser.add_argument("--level-minutes", type=float, default=default.levels.time_budget_s / 60)
     parser.add_argument("--bone-iterations", type=int, default=default.bone.iterations)
     parser.add_argument("--bone-minutes", type=float, default=default.bone.time_budget_s / 60)
-    parser.add_argument("--train-phantoms", type=int,
-                        default=default.train_seeds[1] - default.train_seeds[0])
-    parser.add_argument("--validation-phantoms", type=int,
-                        default=default.validation_seeds[1] - default.validation_seeds[0])
+    parser.add_argument("--lr", type=float, help="learning rate (muscles, lesions)")
+    parser.add_argument("--iterations", type=int, help="iterations (muscles, lesions)")
+    parser.add_argument("--minutes", type=float, help="time budget (muscles, lesions)")
+    parser.add_argument("--foreground", type=float,
+                        help="share of foreground-centred patches (muscles, lesions)")
+    parser.add_argument("--train-phantoms", type=int, help="default: 60 (lesions 80)")
+    parser.add_argument("--validation-phantoms", type=int, help="default: 3")
     parser.add_argument("--seed", type=int, default=default.seed)
     parser.add_argument("--threads", type=int, default=default.threads)
     parser.add_argument("--no-bf16", action="store_true", help="train in float32")
     args = parser.parse_args(argv)
+    if args.role != "vertebrae":
+        role = ROLES[args.role]
+        config: TrainConfig | RoleConfig = replace(
+            role, learning_rate=args.lr or role.learning_rate,
+            iterations=args.iterations or role.iterations,
+            time_budget_s=args.minutes * 60 if args.minutes else role.time_budget_s,
+            foreground_fraction=(role.foreground_fraction if args.foreground is None
+                                 else args.foreground),
+            train_phantoms=args.train_phantoms or role.train_phantoms,
+            validation_phantoms=args.validation_phantoms or role.validation_phantoms,
+            seed=args.seed, threads=args.threads, bf16=not args.no_bf16)
+        return config, args.cache, args.out, args.resume
+    train_phantoms = args.train_phantoms or default.train_seeds[1] - default.train_seeds[0]
+    validation_phantoms = (args.validation_phantoms
+                           or default.validation_seeds[1] - default.validation_seeds[0])
     config = TrainConfig(
-        train_seeds=(data.TRAIN_SEEDS.start, data.TRAIN_SEEDS.start + args.train_phantoms),
+        train_seeds=(data.TRAIN_SEEDS.start, data.TRAIN_SEEDS.start + train_phantoms),
         validation_seeds=(data.VALIDATION_SEEDS.start,
-                          data.VALIDATION_SEEDS.start + args.validation_phantoms),
+                          data.VALIDATION_SEEDS.start + validation_phantoms),
         levels=Phase(args.level_iterations, default.levels.batch_size, args.level_lr,
                      args.level_minutes * 60),
         bone=Phase(args.bone_iterations, default.bone.batch_size, args.bone_lr,
@@ -246,8 +348,12 @@ def _parse(argv: Sequence[str] | None) -> tuple[TrainConfig, Path, Path, Path | 
 
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    config, cache, out, resume = _parse(argv)
-    checkpoint = train(config, cache, torch.load(resume, weights_only=False) if resume else None)
+    config, cache, out, resume_path = _parse(argv)
+    resume = torch.load(resume_path, weights_only=False) if resume_path else None
+    if isinstance(config, RoleConfig):
+        checkpoint = train_role(config, cache, resume)
+    else:
+        checkpoint = train(config, cache, resume)
     export.export(checkpoint, out)
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
+from phantom.followup import follow_up
 from phantom.generator import generate
-from phantom.options import LESION_KINDS, PhantomOptions
+from phantom.options import LESION_KINDS, FollowUpOptions, PhantomOptions
 from phantom.writers import write_dicom_series, write_nifti
 
 
@@ -37,7 +40,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--patient-name", default=None, help="default: Phantom^<seed>")
     p.add_argument("--study-date", default="20240101")
     p.add_argument("--no-nifti", action="store_true", help="skip the NIfTI truth files")
+    follow = p.add_argument_group(
+        "follow-up", "write a later study of the phantom the options above describe, with "
+        "DIR/truth/follow_up.json: per-level transforms from the baseline, lesion changes")
+    follow.add_argument("--follow-up", type=int, metavar="SEED",
+                        help="seed of the follow-up's pose, curvature and lesion changes")
+    follow.add_argument("--interval-days", type=int, default=182,
+                        help="days from the baseline's study date")
+    follow.add_argument("--new-lesions", type=int, default=1)
+    follow.add_argument("--resolved-lesions", type=int, default=1,
+                        help="baseline lesions that resolve; the others grow or shrink")
+    follow.add_argument("--new-compression", metavar="LEVEL|random",
+                        help="a new compression fracture")
     return p
+
+
+def _later(study_date: str, days: int) -> str:
+    return (datetime.strptime(study_date, "%Y%m%d") + timedelta(days=days)).strftime("%Y%m%d")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,14 +73,30 @@ def main(argv: list[str] | None = None) -> int:
             else args.compression_kind == "wedge",
             max_rotation_deg=0.0 if args.no_pose else 8.0,
             max_translation_mm=0.0 if args.no_pose else 20.0, noise_sigma=args.noise)
+        later = None if args.follow_up is None else FollowUpOptions(
+            seed=args.follow_up, new_lesions=args.new_lesions, resolved=args.resolved_lesions,
+            compression=args.new_compression)
+        study_date = args.study_date if later is None else _later(args.study_date,
+                                                                  args.interval_days)
     except ValueError as exc:
         _parser().error(str(exc))
     started = time.monotonic()
     phantom = generate(options)
+    if later is not None:
+        try:
+            changes = follow_up(phantom, later)
+        except ValueError as exc:
+            _parser().error(str(exc))
+        phantom = changes.phantom
+        (args.out / "truth").mkdir(parents=True, exist_ok=True)
+        (args.out / "truth" / "follow_up.json").write_text(json.dumps(
+            {"study_dates": [args.study_date, study_date], **changes.truth}, indent=2) + "\n")
     files = write_dicom_series(phantom, args.out / "dicom",
                                patient_id=args.patient_id or f"PHANTOM-{args.seed}",
                                patient_name=args.patient_name or f"Phantom^{args.seed}",
-                               study_date=args.study_date)
+                               study_date=study_date, series_description=None
+                               if later is None else f"Synthetic spine phantom, seed "
+                               f"{args.seed}, follow-up {later.seed}")
     if not args.no_nifti:
         write_nifti(phantom, args.out / "truth")
     truth = phantom.truth
@@ -69,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     columns, rows, slices = truth["grid"]["size"]
     spacing = "x".join(f"{v:g}" for v in truth["grid"]["spacing_mm"])
     compression = truth["compression"]
-    print(f"phantom seed={args.seed}: {len(files)} slices {columns}x{rows}x{slices} "
+    follow = "" if later is None else f" follow-up {later.seed} on {study_date}"
+    print(f"phantom seed={args.seed}{follow}: {len(files)} slices {columns}x{rows}x{slices} "
           f"@ {spacing} mm, levels {full[0] + '-' + full[-1] if full else 'none'} in view, "
           f"{len(truth['lesions'])} lesion(s), compression "
           f"{compression['level'] if compression else 'none'}, "

@@ -7,6 +7,7 @@ Arc length ``s`` along the spine curve grows caudally from 0 at the top of T1.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -134,12 +135,23 @@ class Torso:
 
 
 @dataclass(frozen=True)
+class CurveShape:
+    """What shapes the spine curve: kyphosis and lordosis factors, lateral sway (mm, phase)."""
+
+    kyphosis: float
+    lordosis: float
+    sway_mm: float
+    sway_phase: float
+
+
+@dataclass(frozen=True)
 class Curve:
     """The spine curve sampled every :data:`CURVE_STEP` mm of arc length from ``s0``."""
 
     s0: float
     points: Vec  # (n, 3)
     axes: Vec  # (n, 3, 3): local x, y, z as columns
+    shape: CurveShape
 
     def _index(self, s: float) -> tuple[int, float]:
         t = (s - self.s0) / CURVE_STEP
@@ -242,8 +254,14 @@ def _levels(rng: np.random.Generator) -> tuple[list[Level], float]:
     return levels, s
 
 
-def _curve(rng: np.random.Generator, levels: list[Level], sacrum: Sacrum) -> Curve:
+def _curve_shape(rng: np.random.Generator) -> CurveShape:
     kyphosis, lordosis = rng.uniform(0.6, 1.4), rng.uniform(0.6, 1.4)
+    amplitude, phase = rng.uniform(-4, 4), rng.uniform(0, 2 * np.pi)
+    return CurveShape(kyphosis, lordosis, amplitude, phase)
+
+
+def _curve(shape: CurveShape, levels: Sequence[Level], sacrum: Sacrum) -> Curve:
+    kyphosis, lordosis = shape.kyphosis, shape.lordosis
     by = {lv.name: lv.s for lv in levels}
     t12_bottom = by["T12"] + levels[11].height / 2
     knots_s = (0.0, by["T4"], by["T7"], by["T10"], t12_bottom, by["L2"], by["L3"], by["L4"],
@@ -255,8 +273,7 @@ def _curve(rng: np.random.Generator, levels: list[Level], sacrum: Sacrum) -> Cur
     s0 = -60.0
     s = np.arange(s0, sacrum.s_bottom + 60.0, CURVE_STEP)
     theta = angle(np.clip(s, knots_s[0], knots_s[-1]))
-    amplitude, phase = rng.uniform(-4, 4), rng.uniform(0, 2 * np.pi)
-    x = amplitude * np.sin(2 * np.pi * s / 500.0 + phase)
+    x = shape.sway_mm * np.sin(2 * np.pi * s / 500.0 + shape.sway_phase)
     y = np.cumsum(np.sin(theta)) * CURVE_STEP
     z = -np.cumsum(np.cos(theta)) * CURVE_STEP
     at0 = round(-s0 / CURVE_STEP)
@@ -266,7 +283,7 @@ def _curve(rng: np.random.Generator, levels: list[Level], sacrum: Sacrum) -> Cur
     ex = np.array([1.0, 0.0, 0.0])[None, :] - ez[:, :1] * ez
     ex /= np.linalg.norm(ex, axis=1, keepdims=True)
     axes = np.stack([ex, np.cross(ez, ex), ez], axis=2)
-    return Curve(s0, points, axes)
+    return Curve(s0, points, axes, shape)
 
 
 def _sacrum(rng: np.random.Generator, l5: Level, s_top: float) -> Sacrum:
@@ -335,7 +352,7 @@ def build(seed: int) -> Anatomy:
     """The anatomy of phantom ``seed`` (independent of grid, field of view and pose)."""
     levels, s_sacrum = _levels(_rng(seed, 1))
     sacrum = _sacrum(_rng(seed, 2), levels[-1], s_sacrum)
-    curve = _curve(_rng(seed, 3), levels, sacrum)
+    curve = _curve(_curve_shape(_rng(seed, 3)), levels, sacrum)
     top_y = curve.point(sacrum.s_top)[1]
     starts = sacrum.s_top + np.cumsum((0.0, *sacrum.lengths[:-1]))
     sacral_reach = max(curve.point(s + length)[1] - top_y + back
@@ -344,3 +361,12 @@ def build(seed: int) -> Anatomy:
     reach[0] = max(reach[0], c7_from(levels[0]).spinous_reach())
     return Anatomy(seed, curve, tuple(levels), sacrum, _tissues(_rng(seed, 4)),
                    _torso(_rng(seed, 5), reach))
+
+
+def bent(anatomy: Anatomy, shape: CurveShape) -> Anatomy:
+    """The same anatomy on a spine curve of another shape (same arc lengths).
+
+    Every vertebra, rib and lesion is built in the curve frame of its level, so each moves
+    rigidly with that frame; discs, canal and soft tissues follow the curve.
+    """
+    return replace(anatomy, curve=_curve(shape, anatomy.levels, anatomy.sacrum))

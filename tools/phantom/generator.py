@@ -1,8 +1,13 @@
-"""``generate``: a synthetic thoraco-lumbar CT with its ground truth, from options and a seed."""
+"""``generate``: a synthetic thoraco-lumbar CT with its ground truth, from options and a seed.
+
+``plan`` resolves the options into a :class:`Scene` (anatomy, acquisition, fractures, lesions)
+and ``render`` paints it; a follow-up (:mod:`phantom.followup`) renders a changed scene.
+"""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,8 +54,19 @@ class Phantom:
     frame_of_reference_uid: str
 
 
-def _key(options: PhantomOptions, grid: Grid) -> str:
-    text = repr((options, grid.origin.tolist(), grid.spacing.tolist(), grid.shape))
+@dataclass(frozen=True)
+class Scene:
+    """What a phantom shows: the anatomy as scanned, the acquisition, the compression
+    fractures (the newest last) and the lesions (unposed, in anatomy coordinates)."""
+
+    anatomy: Anatomy
+    view: View
+    compressions: tuple[skeleton.Compression, ...]
+    lesions: tuple[lesions_mod.Lesion, ...]
+
+
+def scene_key(identity: object, grid: Grid) -> str:
+    text = repr((identity, grid.origin.tolist(), grid.spacing.tolist(), grid.shape))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -72,6 +88,12 @@ def _compression(options: PhantomOptions, candidates: list[str]) -> skeleton.Com
         options.compression_wedge if options.compression_wedge is not None else wedge)
 
 
+def bodies_in_grid(anat: Anatomy, view: View) -> list[str]:
+    """Levels whose vertebral body lies inside the grid of ``view``."""
+    return [lv.name for lv in anat.levels
+            if _inside(view.grid, Solid(skeleton.vertebra(anat, lv).parts[:1]).posed(view.pose))]
+
+
 def _inside(grid: Grid, solid: Solid) -> bool:
     lo, hi = solid.bounds(0.0)
     first = grid.origin
@@ -79,42 +101,52 @@ def _inside(grid: Grid, solid: Solid) -> bool:
     return bool(np.all(lo >= first) and np.all(hi <= last))
 
 
-def generate(options: PhantomOptions) -> Phantom:
-    """Generate the phantom described by ``options`` (deterministic for a given seed)."""
+def plan(options: PhantomOptions) -> Scene:
+    """The scene of the phantom described by ``options`` (deterministic for a given seed)."""
     anat = anatomy_mod.build(options.seed)
     units = [skeleton.vertebra(anat, lv) for lv in anat.levels]
-    sacrum, sacral_fluid = skeleton.sacrum(anat)
-    view = resolve(options, anat, [*units, sacrum])
-    pose, grid = view.pose, view.grid
-    candidates = [lv.name for lv, unit in zip(anat.levels, units, strict=True)
-                  if _inside(grid, Solid(unit.parts[:1]).posed(pose))]
+    view = resolve(options, anat, [*units, skeleton.sacrum(anat)[0]])
+    candidates = bodies_in_grid(anat, view)
     compression = _compression(options, candidates)
-    if compression is not None:
-        i = labels.LEVELS.index(compression.level)
-        units[i] = skeleton.vertebra(anat, anat.levels[i], compression)
     planned = lesions_mod.plan_lesions(options, anat, candidates, compression)
+    return Scene(anat, view, () if compression is None else (compression,), tuple(planned))
 
+
+def generate(options: PhantomOptions) -> Phantom:
+    """Generate the phantom described by ``options`` (deterministic for a given seed)."""
+    scene = plan(options)
+    return render(scene, options, scene_key(options, scene.view.grid), (options.seed, 50))
+
+
+def render(scene: Scene, options: PhantomOptions, key: str, noise: Sequence[int]) -> Phantom:
+    """Paint ``scene``; ``key`` derives the UIDs, ``noise`` seeds the noise stream."""
+    anat, view = scene.anatomy, scene.view
+    pose, grid = view.pose, view.grid
+    broken = {c.level: c for c in scene.compressions}
+    units = [skeleton.vertebra(anat, lv, broken.get(lv.name)) for lv in anat.levels]
     canvas = Canvas.empty(grid)
     paint_soft_tissue(canvas, anat, pose)
     tis = anat.tissues
-    for disc in skeleton.discs(anat, compression):
+    for disc in skeleton.discs(anat, scene.compressions):
         _paint(canvas, disc.posed(pose), tis.disc, Tissue.DISC)
     for level in (anat.c7, *anat.levels):
         _paint(canvas, skeleton.canal(anat, level).posed(pose), tis.csf, Tissue.CSF)
+    sacrum, sacral_fluid = skeleton.sacrum(anat)
     _paint(canvas, sacral_fluid.posed(pose), tis.csf, Tissue.CSF)
     rib_voxels = _paint_ribs(canvas, anat, pose)
     posed_units = [u.posed(pose) for u in units]
     _paint_bones(canvas, anat, pose, posed_units, sacrum.posed(pose))
     lesion_truth = []
-    for lesion in planned:
+    for lesion in scene.lesions:
         i = labels.LEVELS.index(lesion.level)
         level = anat.levels[i]
         count = lesions_mod.paint_lesion(canvas, lesion, posed_units[i], level.shell, pose,
                                          level.value)
         lesion_truth.append(_lesion_truth(lesion, count, grid, pose))
     canvas.muscles[canvas.tissue != Tissue.MUSCLE] = 0
-    ct = _finish(canvas, view, options.seed)
-    return _phantom(options, canvas, ct, view, anat, lesion_truth, compression, rib_voxels)
+    ct = _finish(canvas, view, noise)
+    compression = scene.compressions[-1] if scene.compressions else None
+    return _phantom(options, key, canvas, ct, view, anat, lesion_truth, compression, rib_voxels)
 
 
 def _paint_ribs(canvas: Canvas, anat: Anatomy, pose: Pose) -> dict[str, int]:
@@ -148,8 +180,8 @@ def _paint_bones(canvas: Canvas, anat: Anatomy, pose: Pose, units: list[Solid],
                 anatomy_mod.SACRUM_VALUE)
 
 
-def _phantom(options: PhantomOptions, canvas: Canvas, ct: npt.NDArray[np.int16], view: View,
-             anat: Anatomy, lesion_truth: list[dict[str, Any]],
+def _phantom(options: PhantomOptions, key: str, canvas: Canvas, ct: npt.NDArray[np.int16],
+             view: View, anat: Anatomy, lesion_truth: list[dict[str, Any]],
              compression: skeleton.Compression | None, rib_voxels: dict[str, int]) -> Phantom:
     """Wrap the painted arrays: geometry, label maps, UIDs and truth."""
     grid = view.grid
@@ -159,7 +191,6 @@ def _phantom(options: PhantomOptions, canvas: Canvas, ct: npt.NDArray[np.int16],
                         origin=(float(grid.origin[0]), float(grid.origin[1]),
                                 float(grid.origin[2])),
                         direction=np.eye(3))
-    key = _key(options, grid)
     series_uid = derived_uid("spinemets-phantom", key, "series")
     uids = tuple(derived_uid(series_uid, "instance", str(k)) for k in range(grid.shape[0]))
     maps = {name: _label_map(array, geometry)
@@ -187,7 +218,7 @@ def _paint_bone(canvas: Canvas, solid: Solid, cortex: float, marrow: float, shel
                    (Tissue.CORTEX, Tissue.TRABECULAR), value or None)
 
 
-def _finish(canvas: Canvas, view: View, seed: int) -> npt.NDArray[np.int16]:
+def _finish(canvas: Canvas, view: View, noise: Sequence[int]) -> npt.NDArray[np.int16]:
     """Blur with the scanner's point spread and slice profile, add noise, round to int16."""
     hu = canvas.hu
     spacing = view.grid.spacing
@@ -196,7 +227,7 @@ def _finish(canvas: Canvas, view: View, seed: int) -> npt.NDArray[np.int16]:
              view.psf_sigma_mm / spacing[0])
     if any(s > 0 for s in sigma):
         ndimage.gaussian_filter(hu, sigma, output=hu, truncate=3.0)
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 50]))
+    rng = np.random.default_rng(np.random.SeedSequence(list(noise)))
     out = np.empty(hu.shape, dtype=np.int16)
     for k in range(hu.shape[0]):
         plane = hu[k]

@@ -57,6 +57,43 @@ def _bump(rng: np.random.Generator) -> tuple[float, float, float, float]:
     return float(d[0]), float(d[1]), float(d[2]), float(rng.uniform(0, 2 * np.pi))
 
 
+@dataclass(frozen=True)
+class _Draw:
+    """The random numbers of one lesion, drawn in a fixed order."""
+
+    kind: LesionKind
+    u: npt.NDArray[np.float64]
+    pedicle: bool
+    side: int
+    diameter_u: float
+    shape_u: npt.NDArray[np.float64]
+    hu: tuple[float, float]
+    axes: npt.NDArray[np.float64]
+    bumps: tuple[tuple[float, float, float, float], ...]
+
+
+def _draw(rng: np.random.Generator, kinds: Sequence[LesionKind], posterior: bool) -> _Draw:
+    kind = kinds[int(rng.integers(len(kinds)))]
+    u = rng.uniform(-1, 1, 3)
+    pedicle = posterior and rng.random() < 0.3
+    side = 1 if rng.random() < 0.5 else -1
+    diameter_u, shape_u = rng.random(), rng.uniform(0.85, 1.15, 3)
+    hu = (float(rng.uniform(-100, 50)), float(rng.uniform(600, 1200)))
+    axes = _random_axes(rng)
+    bumps = tuple(_bump(rng) for _ in range(3))
+    return _Draw(kind, u, pedicle, side, diameter_u, shape_u, hu, axes, bumps)
+
+
+def _lesion(anatomy: Anatomy, level: Level, draw: _Draw, compression: Compression | None
+            ) -> Lesion:
+    frame, radius = _site(anatomy, level, draw.pedicle, draw.side, draw.u, draw.diameter_u,
+                          compression)
+    radii = tuple(float(radius * v) for v in draw.shape_u)
+    blob = Blob(Frame(frame.origin, frame.axes @ draw.axes), (radii[0], radii[1], radii[2]),
+                draw.bumps, 0.12)
+    return Lesion(level.name, draw.kind, blob, draw.hu, "pedicle" if draw.pedicle else "body")
+
+
 def plan_lesions(options: PhantomOptions, anatomy: Anatomy, candidates: Sequence[str],
                  compression: Compression | None) -> list[Lesion]:
     """Place ``options.lesions`` lesions at distinct random levels among ``candidates``."""
@@ -65,23 +102,23 @@ def plan_lesions(options: PhantomOptions, anatomy: Anatomy, candidates: Sequence
     chosen = [labels.LEVELS[i] for i in order if labels.LEVELS[i] in candidates]
     out = []
     for n in range(len(labels.LEVELS)):
-        kind = options.lesion_kinds[int(rng.integers(len(options.lesion_kinds)))]
-        u = rng.uniform(-1, 1, 3)
-        pedicle = options.posterior_lesions and rng.random() < 0.3
-        side = 1 if rng.random() < 0.5 else -1
-        diameter_u, shape_u = rng.random(), rng.uniform(0.85, 1.15, 3)
-        hu = (float(rng.uniform(-100, 50)), float(rng.uniform(600, 1200)))
-        axes = _random_axes(rng)
-        bumps = tuple(_bump(rng) for _ in range(3))
+        draw = _draw(rng, options.lesion_kinds, options.posterior_lesions)
         if n >= min(options.lesions, len(chosen)):
             continue
-        level = anatomy.level(chosen[n])
-        frame, radius = _site(anatomy, level, pedicle, side, u, diameter_u, compression)
-        radii = tuple(float(radius * v) for v in shape_u)
-        blob = Blob(Frame(frame.origin, frame.axes @ axes), (radii[0], radii[1], radii[2]),
-                    bumps, 0.12)
-        out.append(Lesion(level.name, kind, blob, hu, "pedicle" if pedicle else "body"))
+        out.append(_lesion(anatomy, anatomy.level(chosen[n]), draw, compression))
     return out
+
+
+def new_lesion(rng: np.random.Generator, anatomy: Anatomy, level: str,
+               kinds: Sequence[LesionKind], compression: Compression | None) -> Lesion:
+    """A random lesion in the body of ``level`` (``compression``: a fracture of that level)."""
+    return _lesion(anatomy, anatomy.level(level), _draw(rng, kinds, False), compression)
+
+
+def overlaps(a: Lesion, b: Lesion, gap: float) -> bool:
+    """Whether two lesions may come closer than ``gap`` mm (bounding spheres)."""
+    reach = (max(a.blob.radii) + max(b.blob.radii)) * (1 + a.blob.amplitude) + gap
+    return bool(np.linalg.norm(a.blob.frame.origin - b.blob.frame.origin) < reach)
 
 
 def _site(anatomy: Anatomy, level: Level, pedicle: bool, side: int,

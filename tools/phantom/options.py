@@ -73,3 +73,44 @@ class PhantomOptions:
             raise ValueError("noise_sigma: must be between 0 and 200 HU")
         if self.psf_sigma_mm is not None and not 0 <= self.psf_sigma_mm <= 5:
             raise ValueError("psf_sigma_mm: must be between 0 and 5 mm")
+
+
+@dataclass(frozen=True)
+class FollowUpOptions:
+    """How a follow-up differs from its baseline; ``seed`` draws everything left random.
+
+    Pose: a rotation of ``max_rotation_deg`` / 2 to ``max_rotation_deg`` about a random axis
+    through the scanned spine and a shift of ``max_translation_mm`` / 2 to
+    ``max_translation_mm``. Curvature: kyphosis and lordosis scaled by up to +-``max_bend``,
+    lateral sway changed by up to +-``max_sway_mm``. Lesions: ``resolved`` of the baseline's
+    disappear, the others grow or shrink, ``new_lesions`` appear; ``compression`` adds a
+    fracture at a level ("T1".."L5", or "random": one in view) not yet fractured.
+    """
+
+    seed: int = 0
+    max_rotation_deg: float = 10.0
+    max_translation_mm: float = 20.0
+    max_bend: float = 0.15
+    max_sway_mm: float = 2.0
+    resolved: int = 1
+    new_lesions: int = 1
+    compression: str | None = None
+    compression_fraction: float | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_rotation_deg <= 30:
+            raise ValueError("max_rotation_deg: must be between 0 and 30")
+        if not 0 <= self.max_translation_mm <= 100:
+            raise ValueError("max_translation_mm: must be between 0 and 100")
+        if not 0 <= self.max_bend <= 0.5:
+            raise ValueError("max_bend: must be between 0 and 0.5")
+        if not 0 <= self.max_sway_mm <= 10:
+            raise ValueError("max_sway_mm: must be between 0 and 10 mm")
+        if not 0 <= self.resolved <= len(labels.LEVELS):
+            raise ValueError(f"resolved: must be between 0 and {len(labels.LEVELS)}")
+        if not 0 <= self.new_lesions <= len(labels.LEVELS):
+            raise ValueError(f"new_lesions: must be between 0 and {len(labels.LEVELS)}")
+        if self.compression not in (None, "random", *labels.LEVELS):
+            raise ValueError("compression: a level T1..L5 or 'random'")
+        if self.compression_fraction is not None and not 0 < self.compression_fraction < 0.8:
+            raise ValueError("compression_fraction: must be in (0, 0.8)")

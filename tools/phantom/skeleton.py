@@ -6,6 +6,7 @@ y posterior, z cranial along the curve), so each level follows the kyphosis and 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,8 +98,9 @@ def canal(anatomy: Anatomy, level: Level) -> Solid:
     return Solid((EllipticSlab(f.at((0.0, level.canal_y, 0.0)), rx - 0.2, ry - 0.2, bottom, top),))
 
 
-def discs(anatomy: Anatomy, compression: Compression | None = None) -> list[Solid]:
-    """Intervertebral discs C7-T1 .. L5-S1; they fill the space left by a compressed body."""
+def discs(anatomy: Anatomy, compressions: Sequence[Compression] = ()) -> list[Solid]:
+    """Intervertebral discs C7-T1 .. L5-S1; they fill the space left by compressed bodies."""
+    fractions = {c.level: c.fraction for c in compressions}
     levels = [anatomy.c7, *anatomy.levels]
     sac = anatomy.sacrum
     out = []
@@ -108,10 +110,10 @@ def discs(anatomy: Anatomy, compression: Compression | None = None) -> list[Soli
         gap = upper.disc_below
         mid = upper.s + upper.height / 2 + gap / 2
         grow_up = grow_down = 0.0
-        if compression and compression.level == upper.name:
-            grow_up = compression.fraction * upper.height / 2
-        if compression and i + 1 < len(levels) and compression.level == levels[i + 1].name:
-            grow_down = compression.fraction * levels[i + 1].height / 2
+        if upper.name in fractions:
+            grow_up = fractions[upper.name] * upper.height / 2
+        if i + 1 < len(levels) and levels[i + 1].name in fractions:
+            grow_down = fractions[levels[i + 1].name] * levels[i + 1].height / 2
         a = 0.49 * (upper.width + lower_size[0])
         b = 0.49 * (upper.depth + lower_size[1])
         out.append(Solid((EllipticSlab(anatomy.curve.frame(mid), a / 2, b / 2,

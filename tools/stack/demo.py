@@ -1,9 +1,10 @@
 """The demo: a phantom CT travels from a DICOM sender through the whole stack to a mock PACS.
 
 Steps: start the stack (embedded Triton, listener, segmenter, registrar, risk, mock PACS);
-generate a phantom; push it with ``storescu``; wait for the SEG and the SR at the PACS; print a
-per-vertebra table read back from the SR (and the Dice against the phantom's truth, read back
-from the SEG); stop the stack.
+generate a phantom (full spine, with lesions); push it with ``storescu``; wait for the SEG and
+the SR at the PACS; print the per-vertebra table read back from the SR (volume, mean HU, lesion
+type) and the muscle and lesion segments, with the Dice of vertebrae and muscles against the
+phantom's truth read back from the SEG; stop the stack.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from phantom import PhantomOptions, generate, write_dicom_series
-from spinemets import labels
+from phantom import Phantom, PhantomOptions, generate, write_dicom_series
+from spinemets import codes, labels
 from spinemets.errors import SpineMetsError
 from spinemets.geometry import Volume, assemble_ct
 from stack.mock_pacs import MockPacs
@@ -28,7 +29,9 @@ from stack.stack import PIPELINE, StackConfig, stack_running
 
 log = logging.getLogger(__name__)
 
-DISCLAIMER = "Segmentation by a phantom-trained demo model, not for clinical use."
+DISCLAIMER = "Segmentation by phantom-trained demo models, not for clinical use."
+#: Concept of the SR's per-vertebra lesion type (risk.sr_writer).
+LESION_TYPE = codes.PRIVATE_SCHEME["lesion_type"].meaning
 
 
 def wait_for_results(pacs: MockPacs, study_uid: str, timeout: float) -> tuple[Path, Path]:
@@ -48,19 +51,45 @@ def wait_for_results(pacs: MockPacs, study_uid: str, timeout: float) -> tuple[Pa
 
 def print_table(sr_path: Path, seg_path: Path, volume: Volume,
                 truth: dict[str, np.ndarray]) -> None:
-    """Per-vertebra table from the SR, with Dice of the SEG against the phantom truth."""
+    """Tables from the SR (vertebrae with their lesion type, muscles, lesion segments), with
+    Dice of the SEG's segments against the phantom truth where it has the structure."""
     masks = seg_masks_on_volume(seg_path, volume)
-    print(f"\n{'level':<6} {'volume (mL)':>12} {'mean HU':>9} {'Dice vs truth':>14}")
-    for group in read_measurement_groups(sr_path):
+    groups = read_measurement_groups(sr_path)
+    print(f"\n{'vertebra':<9} {'volume (mL)':>12} {'mean HU':>9} {'lesion type':>24} "
+          f"{'Dice vs truth':>14}")
+    for group in groups:
+        if not group.tracking_identifier.endswith(" vertebra"):
+            continue
         level = group.tracking_identifier.split()[0]
         volume_ml = group.values.get("Volume", (float("nan"), ""))[0]
         mean_hu = next((v for k, (v, unit) in group.values.items() if unit == "[hnsf'U]"),
                        float("nan"))
-        segment = masks.get(f"{level} vertebra")
-        score = (f"{dice(segment, truth[level]):.3f}"
-                 if segment is not None and level in truth else "-")
-        print(f"{level:<6} {volume_ml:>12.1f} {mean_hu:>9.1f} {score:>14}")
+        kind = group.codes.get(LESION_TYPE, "-")
+        print(f"{level:<9} {volume_ml:>12.1f} {mean_hu:>9.1f} {kind:>24} "
+              f"{_score(masks, group.tracking_identifier, truth):>14}")
+    others = [g for g in groups if not g.tracking_identifier.endswith(" vertebra")]
+    if others:
+        print(f"\n{'segment':<30} {'volume (mL)':>12} {'Dice vs truth':>14}")
+    for group in others:
+        volume_ml = group.values.get("Volume", (float("nan"), ""))[0]
+        print(f"{group.tracking_identifier:<30} {volume_ml:>12.2f} "
+              f"{_score(masks, group.tracking_identifier, truth):>14}")
     print(f"\n{DISCLAIMER}")
+
+
+def _score(masks: dict[str, np.ndarray], name: str, truth: dict[str, np.ndarray]) -> str:
+    segment = masks.get(name)
+    return f"{dice(segment, truth[name]):.3f}" if segment is not None and name in truth else "-"
+
+
+def phantom_truth(phantom: Phantom) -> dict[str, np.ndarray]:
+    """Truth masks by segment label: vertebrae and muscles (lesions are typed per vertebra in
+    the SEG, so they are compared in the evaluation, not here)."""
+    truth = {label.display: phantom.vertebrae.mask(label.name)
+             for label in labels.in_group(labels.Group.VERTEBRA)}
+    truth.update({label.display: phantom.muscles.mask(label.name)
+                  for label in labels.in_group(labels.Group.MUSCLE)})
+    return truth
 
 
 def print_stages(config: StackConfig) -> None:
@@ -83,14 +112,13 @@ def run_demo(config: StackConfig) -> int:
         shutil.rmtree(root / stale, ignore_errors=True)
     options = PhantomOptions(seed=config.stack.phantom_seed, full_spine=True,
                              spacing=config.stack.phantom_spacing,
-                             matrix=config.stack.phantom_matrix)
+                             matrix=config.stack.phantom_matrix,
+                             lesions=config.stack.phantom_lesions)
     phantom = generate(options)
     files = write_dicom_series(phantom, root / "phantom" / "dicom", patient_id="DEMO-0001",
                                patient_name="Demo^Phantom")
     study_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
-    truth_map = phantom.vertebrae
-    truth = {label.name.split("_", 1)[1]: truth_map.mask(label.name)
-             for label in labels.in_group(labels.Group.VERTEBRA)}
+    truth = phantom_truth(phantom)
     volume = assemble_ct([pydicom.dcmread(f) for f in files])
     print(f"phantom: {len(files)} slices written to {files[0].parent}")
     with stack_running(config, with_pacs=True) as running:

@@ -19,11 +19,13 @@ from spinemets.geometry import Volume
 
 @dataclass(frozen=True)
 class GroupReading:
-    """One measurement group of a TID 1500 report: tracking identifier and numeric values."""
+    """One measurement group of a TID 1500 report: tracking identifier, numeric and coded
+    values."""
 
     tracking_identifier: str
     values: dict[str, tuple[float, str]]  # concept meaning -> (value, UCUM unit)
     referenced_segment: int | None
+    codes: dict[str, str]  # concept meaning -> code meaning (e.g. qualitative evaluations)
 
 
 def _items(ds: Dataset) -> list[Dataset]:
@@ -44,7 +46,7 @@ def read_measurement_groups(path: Path) -> list[GroupReading]:
         for group in _items(container):
             if _meaning(group) != "Measurement Group":
                 continue
-            tracking, segment, values = "", None, {}
+            tracking, segment, values, coded = "", None, {}, {}
             for item in _items(group):
                 meaning = _meaning(item)
                 if item.ValueType == "TEXT" and meaning == "Tracking Identifier":
@@ -53,11 +55,13 @@ def read_measurement_groups(path: Path) -> list[GroupReading]:
                     measured = item.MeasuredValueSequence[0]
                     unit = str(measured.MeasurementUnitsCodeSequence[0].CodeValue)
                     values[meaning] = (float(measured.NumericValue), unit)
+                elif item.ValueType == "CODE":
+                    coded[meaning] = str(item.ConceptCodeSequence[0].CodeMeaning)
                 elif item.ValueType == "IMAGE" and "ReferencedSOPSequence" in item:
                     ref = item.ReferencedSOPSequence[0]
                     if "ReferencedSegmentNumber" in ref:
                         segment = int(ref.ReferencedSegmentNumber)
-            groups.append(GroupReading(tracking, values, segment))
+            groups.append(GroupReading(tracking, values, segment, coded))
     return groups
 
 

@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from listener.metrics import PRIOR_STAGES
 from spinemets.metrics import metric_name
+
+#: Stages, by service, that a job need not go through: where no PACS is searched for priors,
+#: the listener never observes its prior stages.
+CONDITIONAL_STAGES: Mapping[str, Collection[str]] = {"listener": PRIOR_STAGES}
 
 
 @dataclass(frozen=True)
@@ -52,16 +57,20 @@ def scrape(url: str, timeout: float = 5.0) -> Scrape:
 
 
 def wait_for_stages(urls: dict[str, str], timeout: float = 30.0,
-                    services: Sequence[str] | None = None) -> dict[str, Scrape]:
-    """Scrape ``{service: url}`` until every stage of every service has a non-zero count (or the
-    time is up); the last scrapes. A job's last stages are observed just after its results
-    reach the PACS, so a scrape right then may still miss them."""
+                    services: Sequence[str] | None = None,
+                    optional: Mapping[str, Collection[str]] = CONDITIONAL_STAGES
+                    ) -> dict[str, Scrape]:
+    """Scrape ``{service: url}`` until every stage of every service, but those ``optional``
+    ones a run need not go through, has a non-zero count (or the time is up); the last scrapes.
+    A job's last stages are observed just after its results reach the PACS, so a scrape right
+    then may still miss them."""
     deadline = time.monotonic() + timeout
     while True:
         scrapes = {service: scrape(url) for service, url in urls.items()
                    if services is None or service in services}
-        done = all(stages and all(count > 0 for count, _ in stages.values())
-                   for stages in (s.stages(name) for name, s in scrapes.items()))
+        done = all(stages and all(count > 0 for stage, (count, _) in stages.items()
+                                  if stage not in optional.get(name, ()))
+                   for name, stages in ((n, s.stages(n)) for n, s in scrapes.items()))
         if done or time.monotonic() >= deadline:
             return scrapes
         time.sleep(0.5)

@@ -50,6 +50,8 @@ class StackSettings(Section):
     phantom_spacing: tuple[float, float, float] = (0.9, 0.9, 2.5)
     #: In-plane matrix of the demo phantom.
     phantom_matrix: int = Field(384, ge=64, le=1024)
+    #: Metastatic lesions of the demo phantom (at distinct levels).
+    phantom_lesions: int = Field(4, ge=0, le=17)
 
 
 @dataclass(frozen=True)

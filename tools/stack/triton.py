@@ -50,6 +50,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BACKEND_SOURCE = Path(__file__).resolve().parent / "triton_backend" / "model.py"
 #: Name under which the Python-based backend is installed (the native ONNX Runtime backend's).
 BACKEND_NAME = "onnxruntime"
+#: Custom configuration the embedded server loads (``<model>/configs/cpu.pbtxt``) where a model
+#: has one, as an imported model whose ``config.pbtxt`` asks for GPU instances; other models
+#: are loaded with their ``config.pbtxt``.
+EMBEDDED_CONFIG = "cpu"
 
 
 class TritonSettings(Section):
@@ -157,6 +161,7 @@ def server_command(install: TritonInstall, settings: TritonSettings, backends: P
         f"--model-repository={settings.model_repository.resolve()}",
         f"--backend-directory={backends.resolve()}",
         "--model-control-mode=none",
+        f"--model-config-name={EMBEDDED_CONFIG}",
         "--strict-readiness=true",
         "--exit-on-error=true",
         "--disable-auto-complete-config",
@@ -274,14 +279,18 @@ class TritonProcess:
 
 def render_config(spec: ModelSpec, *, max_batch_size: int = 8, max_queue_delay_us: int = 2000,
                   instances: int = 1, kind: Literal["KIND_CPU", "KIND_GPU"] = "KIND_CPU",
-                  intra_op_threads: int = 0) -> str:
+                  intra_op_threads: int = 0,
+                  tensorrt: Literal["FP32", "FP16"] | None = None) -> str:
     """The model's ``config.pbtxt``: names, dims and datatypes from ``spec``, dynamic batching.
 
     ``backend: "onnxruntime"`` is served by Triton's native ONNX Runtime backend and, in the
     embedded server, by this project's Python-based backend of the same name. The input is
     ``[N, 1, Z, Y, X]`` and the output ``[N, C, Z, Y, X]`` with ``N <= max_batch_size``.
-    ``intra_op_threads`` 0 lets onnxruntime use every core.
+    ``intra_op_threads`` 0 lets onnxruntime use every core. ``tensorrt`` (GPU instances only)
+    adds the ONNX Runtime backend's TensorRT accelerator at that precision, engines cached.
     """
+    if tensorrt is not None and kind != "KIND_GPU":
+        raise ValueError("the TensorRT accelerator needs GPU instances (kind KIND_GPU)")
     dtype = {"FP32": "TYPE_FP32"}
     z, y, x = spec.patch_size_zyx
 
@@ -300,8 +309,18 @@ def render_config(spec: ModelSpec, *, max_batch_size: int = 8, max_queue_delay_u
         f"instance_group [\n  {{\n    count: {instances}\n    kind: {kind}\n  }}\n]",
         'parameters {\n  key: "intra_op_thread_count"\n'
         f'  value: {{ string_value: "{intra_op_threads}" }}\n}}',
+        *([] if tensorrt is None else [_tensorrt(tensorrt)]),
         "",
     ])
+
+
+def _tensorrt(precision: str) -> str:
+    """The ONNX Runtime backend's TensorRT execution accelerator block (engines cached)."""
+    parameters = [("precision_mode", precision), ("max_workspace_size_bytes", str(1 << 30)),
+                  ("trt_engine_cache_enable", "1"), ("trt_engine_cache_path", "/tmp/trt-cache")]
+    lines = "\n".join(f'      parameters {{ key: "{k}" value: "{v}" }}' for k, v in parameters)
+    return ("optimization {\n  execution_accelerators {\n    gpu_execution_accelerator: [\n"
+            f'    {{\n      name: "tensorrt"\n{lines}\n    }}\n    ]\n  }}\n}}')
 
 
 def write_config(model_dir: Path, **options: Any) -> Path:

@@ -15,6 +15,8 @@ from listener import server
 from listener.completion import Completion
 from listener.db import Database
 from listener.metrics import ListenerMetrics
+from listener.pairing import Pairer
+from listener.priors import PriorFinder
 from listener.runner import Runner
 from listener.settings import Settings
 from listener.spool import Spool
@@ -43,7 +45,11 @@ class Listener:
         self.completion = Completion(self.db, self.spool, settings.rules,
                                      settings.completion_idle_s, settings.poll_interval_s,
                                      metrics=self.metrics)
-        self.runner = Runner(self.db, self.spool, self.peers, settings.retry,
+        finder = (PriorFinder(settings, self.spool, self.db, pseudonym_key, self.metrics)
+                  if settings.priors.pacs is not None else None)
+        self.pairer = Pairer(self.db, self.peers, finder, settings.priors,
+                             settings.poll_interval_s, self.metrics)
+        self.runner = Runner(self.db, self.spool, self.peers, self.pairer, settings.retry,
                              settings.runner_workers, settings.poll_interval_s,
                              metrics=self.metrics)
         self._dicom: ThreadedAssociationServer | None = None

@@ -4,7 +4,8 @@ Checks: every instance is a CT object; the routing rules (:mod:`listener.routing
 pipeline or skip the series; a routed series must assemble into a regular HU volume
 (:func:`spinemets.geometry.assemble_ct`), which is cached beside the spool. A series that fails a
 check is quarantined with the reason. An instance that arrives while a series is being checked
-wins: the outcome is dropped and the series is checked again after the next idle period.
+wins: the outcome is dropped and the series is checked again after the next idle period. A
+series that a job asked of the PACS as its prior becomes a prior's job (:mod:`listener.pairing`).
 """
 
 from __future__ import annotations
@@ -146,8 +147,8 @@ class Completion:
                 else:
                     assert outcome.rule is not None and staged is not None
                     publish(staged, volume_path)
-                    job_id = self.db.create_job(series, outcome.rule.name, outcome.rule.roles,
-                                                self.clock())
+                    job_id, purpose = self.db.create_job(series, outcome.rule.name,
+                                                         outcome.rule.roles, self.clock())
         finally:
             if staged is not None:
                 staged.unlink(missing_ok=True)
@@ -159,4 +160,5 @@ class Completion:
         elif outcome.state == SeriesState.SKIPPED:
             log.info("series skipped: %s", outcome.reason)
         else:
-            log.info("series routed: %s", outcome.reason, extra=logs.fields(job=str(job_id)))
+            log.info("series routed: %s", outcome.reason,
+                     extra=logs.fields(job=str(job_id), purpose=str(purpose)))

@@ -1,8 +1,9 @@
 """DataService: serves spooled series to the other services (no shared file system needed).
 
 Instances are streamed as the Part 10 files received, byte for byte; the volume comes from the
-cache beside the spool, assembled on demand (and cached) if missing. Series information carries
-the patient only as the keyed pseudonym.
+cache beside the spool, assembled on demand (and cached) if missing; label maps are those the
+segmentation of the series' latest job saved (a superseded job's are out of date). Series
+information carries the patient only as the keyed pseudonym.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from pathlib import Path
 import grpc
 
 from listener import volume_cache
-from listener.db import Database, Series, SeriesState
+from listener.db import SUPERSEDED, Database, JobState, Series, SeriesState
 from listener.spool import Spool, check_uid, publish
-from spinemets import volumes
+from spinemets import labelmaps, volumes
 from spinemets.geometry import Volume, assemble_ct
 from spinemets.grpcutil import CHUNK_BYTES, guarded
 from spinemets.v1 import listener_pb2, listener_pb2_grpc, volume_pb2
@@ -63,6 +64,16 @@ class DataService(listener_pb2_grpc.DataServiceServicer):
             staged.unlink(missing_ok=True)
         return volume
 
+    def label_map_paths(self, series: Series) -> list[Path]:
+        """The label maps saved by the series' latest job that has them, unless superseded."""
+        for job in reversed(self.db.jobs(series.series_uid)):
+            if job.state == JobState.FAILED and (job.reason or "").startswith(SUPERSEDED):
+                continue
+            paths = self.spool.label_map_paths(job.id)
+            if paths:
+                return paths
+        return []
+
     @guarded
     def StreamInstances(self, request: volume_pb2.SeriesRef,  # noqa: N802
                         context: grpc.ServicerContext) -> Iterator[listener_pb2.InstanceChunk]:
@@ -88,3 +99,12 @@ class DataService(listener_pb2_grpc.DataServiceServicer):
             study_date=series.study_date, study_time=series.study_time,
             series_description=series.description,
             number_of_instances=series.instance_count, sop_class_uid=series.sop_class_uid)
+
+    @guarded
+    def StreamLabelMaps(self, request: volume_pb2.SeriesRef,  # noqa: N802
+                        context: grpc.ServicerContext) -> Iterator[volume_pb2.LabelMapChunk]:
+        series = self._series(request)
+        paths = self.label_map_paths(series)
+        if not paths:
+            raise FileNotFoundError(f"series {series.series_uid} has no saved label maps")
+        return (chunk for path in paths for chunk in labelmaps.to_chunks(labelmaps.load(path)))

@@ -3,6 +3,7 @@
 Every state change happens here, in one transaction each, with compare-and-set on the expected
 current state, so concurrent threads (SCP, completion timer, job runner) never overwrite each
 other's decisions. WAL journal with ``synchronous=FULL``: a committed change survives a crash.
+The schema is versioned (``PRAGMA user_version``); an older database is migrated when opened.
 """
 
 from __future__ import annotations
@@ -29,20 +30,36 @@ class SeriesState(StrEnum):
 class JobState(StrEnum):
     RECEIVED = "received"
     SEGMENTED = "segmented"
+    PRIOR_SEARCH = "prior_search"  # no prior in the registrar's history: search the PACS
+    PRIOR_RETRIEVAL = "prior_retrieval"  # a prior chosen in the PACS: retrieve it
+    PRIOR_WAIT = "prior_wait"  # wait until the retrieved prior is segmented and recorded
     PAIRED = "paired"
     ASSESSED = "assessed"
     DELIVERED = "delivered"
+    RECORDED = "recorded"  # a retrieved prior: segmented, recorded at the registrar; finished
     FAILED = "failed"
 
 
-#: The job state machine: each completed step moves a job to the next state.
+class JobPurpose(StrEnum):
+    STUDY = "study"  # a study received for processing: assessed and delivered
+    PRIOR = "prior"  # a prior retrieved from the PACS: segmented and recorded, never reported
+
+
+#: The job state machine's usual path: each completed step moves a job to the next state.
+#: The pairing step may instead go to ``prior_search`` (and on to ``paired``) or, for a
+#: retrieved prior, to ``recorded``.
 NEXT_STATE = {
     JobState.RECEIVED: JobState.SEGMENTED,
     JobState.SEGMENTED: JobState.PAIRED,
+    JobState.PRIOR_SEARCH: JobState.PRIOR_RETRIEVAL,
+    JobState.PRIOR_RETRIEVAL: JobState.PRIOR_WAIT,
+    JobState.PRIOR_WAIT: JobState.PAIRED,
     JobState.PAIRED: JobState.ASSESSED,
     JobState.ASSESSED: JobState.DELIVERED,
 }
 UNFINISHED = tuple(NEXT_STATE)
+#: Reason code of jobs failed because late instances re-opened their series.
+SUPERSEDED = "superseded"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
@@ -63,6 +80,19 @@ CREATE TABLE IF NOT EXISTS jobs (
     has_prior INTEGER, prior_study_uid TEXT, prior_series_uid TEXT, prior_study_date TEXT);
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs(state, next_attempt_at);
 """
+#: Script n upgrades schema version n to n + 1 (a new database runs them all after _SCHEMA).
+_MIGRATIONS = (
+    # 1: job purpose, how the prior was found (or why none), and the priors asked of the PACS.
+    """
+    ALTER TABLE jobs ADD COLUMN purpose TEXT NOT NULL DEFAULT 'study';
+    ALTER TABLE jobs ADD COLUMN pairing_note TEXT;
+    CREATE TABLE prior_requests (
+        job_id INTEGER PRIMARY KEY REFERENCES jobs(id), study_uid TEXT NOT NULL,
+        series_uid TEXT NOT NULL, study_date TEXT NOT NULL, note TEXT NOT NULL,
+        requested REAL NOT NULL, retrieved REAL, deadline REAL);
+    CREATE INDEX prior_requests_series ON prior_requests(series_uid);
+    """,
+)
 
 
 @dataclass(frozen=True)
@@ -102,11 +132,33 @@ class Series:
 
 @dataclass(frozen=True)
 class Prior:
-    """The registrar's answer: the earlier study this one is compared with."""
+    """The earlier study (and its series) a study is compared with."""
 
     study_uid: str
     series_uid: str
     study_date: str
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """The outcome of pairing: the prior, if any, and ``"<code>: <message>"`` saying where it
+    came from or why there is none (``None`` for a retrieved prior's own job)."""
+
+    prior: Prior | None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class PriorRequest:
+    """A prior a job chose in the PACS (``note``: why), retrieved at ``retrieved``, awaited
+    until ``deadline``."""
+
+    job_id: int
+    prior: Prior
+    note: str
+    requested: float
+    retrieved: float | None
+    deadline: float | None
 
 
 @dataclass(frozen=True)
@@ -124,6 +176,8 @@ class Job:
     updated: float
     has_prior: bool | None  # None until paired
     prior: Prior | None
+    purpose: JobPurpose = JobPurpose.STUDY
+    pairing_note: str | None = None
 
 
 _SERIES_COLUMNS = ("series_uid, study_uid, patient_key, modality, description, sop_class_uid, "
@@ -131,7 +185,7 @@ _SERIES_COLUMNS = ("series_uid, study_uid, patient_key, modality, description, s
                    "reason, (SELECT count(*) FROM instances i WHERE i.series_uid = s.series_uid)")
 _JOB_COLUMNS = ("j.id, j.series_uid, s.study_uid, j.rule, j.roles, j.state, j.reason, j.attempts, "
                 "j.next_attempt_at, j.created, j.updated, j.has_prior, j.prior_study_uid, "
-                "j.prior_series_uid, j.prior_study_date")
+                "j.prior_series_uid, j.prior_study_date, j.purpose, j.pairing_note")
 
 
 def _series(row: tuple[Any, ...]) -> Series:
@@ -143,7 +197,21 @@ def _job(row: tuple[Any, ...]) -> Job:
     prior = Prior(row[12], row[13], row[14]) if row[11] else None
     has_prior = None if row[11] is None else bool(row[11])
     return Job(row[0], row[1], row[2], row[3], tuple(json.loads(row[4])), JobState(row[5]),
-               row[6], row[7], row[8], row[9], row[10], has_prior, prior)
+               row[6], row[7], row[8], row[9], row[10], has_prior, prior, JobPurpose(row[15]),
+               row[16])
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring the schema to the latest version, one transaction per step."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+        try:
+            conn.executescript(f"BEGIN IMMEDIATE; {script.strip()} "
+                               f"PRAGMA user_version = {number}; COMMIT;")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
 
 class Database:
@@ -156,6 +224,7 @@ class Database:
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._conn.executescript(_SCHEMA)
+        _migrate(self._conn)
 
     def close(self) -> None:
         with self._lock:
@@ -197,7 +266,7 @@ class Database:
             tx.execute("INSERT OR REPLACE INTO instances VALUES (?,?,?,?)",
                        (header.sop_uid, header.series_uid, header.transfer_syntax, now))
             if previous not in (None, SeriesState.RECEIVING):
-                self._fail_unfinished(tx, header.series_uid, "superseded: late instances "
+                self._fail_unfinished(tx, header.series_uid, f"{SUPERSEDED}: late instances "
                                       "received, the series is processed again", now)
         return previous
 
@@ -254,21 +323,26 @@ class Database:
 
     # --- jobs -----------------------------------------------------------------------------
 
-    def create_job(self, series: Series, rule: str, roles: tuple[str, ...], now: float) -> int:
-        """complete -> processed, with a new job in state ``received``; returns the job id."""
+    def create_job(self, series: Series, rule: str, roles: tuple[str, ...],
+                   now: float) -> tuple[int, JobPurpose]:
+        """complete -> processed, with a new job in state ``received``: a prior's job if a job
+        asked for the series as its prior. Returns the job id and purpose."""
         with self._transaction() as tx:
             cursor = tx.execute("UPDATE series SET state = ?, reason = ? WHERE series_uid = ? "
                                 "AND state = ?", (SeriesState.PROCESSED, f"rule {rule}",
                                                   series.series_uid, SeriesState.COMPLETE))
             if cursor.rowcount != 1:
                 raise RuntimeError(f"series {series.series_uid} is no longer complete")
+            requested = tx.execute("SELECT 1 FROM prior_requests WHERE series_uid = ? LIMIT 1",
+                                   (series.series_uid,)).fetchone()
+            purpose = JobPurpose.PRIOR if requested else JobPurpose.STUDY
             cursor = tx.execute(
                 "INSERT INTO jobs (series_uid, rule, roles, state, next_attempt_at, created, "
-                "updated) VALUES (?,?,?,?,?,?,?)",
+                "updated, purpose) VALUES (?,?,?,?,?,?,?,?)",
                 (series.series_uid, rule, json.dumps(list(roles)), JobState.RECEIVED, now, now,
-                 now))
+                 now, purpose))
         assert cursor.lastrowid is not None
-        return cursor.lastrowid
+        return cursor.lastrowid, purpose
 
     def jobs(self, series_uid: str | None = None) -> list[Job]:
         query = f"SELECT {_JOB_COLUMNS} FROM jobs j JOIN series s USING (series_uid)"
@@ -298,23 +372,71 @@ class Database:
                 (*UNFINISHED, now, limit)).fetchall()
         return [_job(r) for r in rows]
 
-    def advance(self, job: Job, now: float, prior: Prior | None = None,
-                has_prior: bool | None = None) -> bool:
-        """Commit a completed step: the job moves to the next state, attempts start again.
+    def advance(self, job: Job, now: float, pairing: Pairing | None = None,
+                to: JobState | None = None) -> bool:
+        """Commit a completed step: the job moves to the next state (or ``to``), attempts start
+        again; ``pairing`` records the prior (or its absence) and the note.
 
         False if the job is no longer in the state the step started from (e.g. superseded).
         """
-        target = NEXT_STATE[job.state]
+        target = to or NEXT_STATE[job.state]
         with self._transaction() as tx:
-            cursor = tx.execute(
-                "UPDATE jobs SET state = ?, reason = NULL, attempts = 0, next_attempt_at = ?, "
-                "updated = ? WHERE id = ? AND state = ?",
-                (target, now, now, job.id, job.state))
-            if cursor.rowcount == 1 and has_prior is not None:
+            cursor = self._move(tx, job, target, now)
+            if cursor.rowcount == 1 and pairing is not None:
+                prior = pairing.prior
                 tx.execute("UPDATE jobs SET has_prior = ?, prior_study_uid = ?, "
-                           "prior_series_uid = ?, prior_study_date = ? WHERE id = ?",
-                           (int(has_prior), prior and prior.study_uid,
-                            prior and prior.series_uid, prior and prior.study_date, job.id))
+                           "prior_series_uid = ?, prior_study_date = ?, pairing_note = ? "
+                           "WHERE id = ?",
+                           (int(prior is not None), prior and prior.study_uid,
+                            prior and prior.series_uid, prior and prior.study_date,
+                            pairing.note, job.id))
+        return cursor.rowcount == 1
+
+    @staticmethod
+    def _move(tx: sqlite3.Connection, job: Job, target: JobState, now: float) -> sqlite3.Cursor:
+        return tx.execute(
+            "UPDATE jobs SET state = ?, reason = NULL, attempts = 0, next_attempt_at = ?, "
+            "updated = ? WHERE id = ? AND state = ?", (target, now, now, job.id, job.state))
+
+    # --- priors asked of the PACS ---------------------------------------------------------
+
+    def request_prior(self, job: Job, prior: Prior, note: str, now: float,
+                      deadline: float | None = None) -> bool:
+        """prior_search -> prior_retrieval, remembering the chosen prior (so that its series
+        becomes a prior's job when it arrives); with ``deadline`` (the series is already
+        here) straight on to prior_wait."""
+        target = JobState.PRIOR_RETRIEVAL if deadline is None else JobState.PRIOR_WAIT
+        with self._transaction() as tx:
+            cursor = self._move(tx, job, target, now)
+            if cursor.rowcount == 1:
+                tx.execute("INSERT OR REPLACE INTO prior_requests VALUES (?,?,?,?,?,?,?,?)",
+                           (job.id, prior.study_uid, prior.series_uid, prior.study_date, note,
+                            now, None if deadline is None else now, deadline))
+        return cursor.rowcount == 1
+
+    def prior_retrieved(self, job: Job, now: float, deadline: float) -> bool:
+        """prior_retrieval -> prior_wait: the PACS sent the prior; wait for it until
+        ``deadline``."""
+        with self._transaction() as tx:
+            cursor = self._move(tx, job, JobState.PRIOR_WAIT, now)
+            if cursor.rowcount == 1:
+                tx.execute("UPDATE prior_requests SET retrieved = ?, deadline = ? "
+                           "WHERE job_id = ?", (now, deadline, job.id))
+        return cursor.rowcount == 1
+
+    def prior_request(self, job_id: int) -> PriorRequest | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT job_id, study_uid, series_uid, study_date, note, requested, retrieved, "
+                "deadline FROM prior_requests WHERE job_id = ?", (job_id,)).fetchone()
+        return None if row is None else PriorRequest(row[0], Prior(row[1], row[2], row[3]),
+                                                     *row[4:])
+
+    def postpone(self, job: Job, at: float, now: float) -> bool:
+        """The job waits (not a failure: attempts unchanged); its step runs again at ``at``."""
+        with self._transaction() as tx:
+            cursor = tx.execute("UPDATE jobs SET next_attempt_at = ?, updated = ? "
+                                "WHERE id = ? AND state = ?", (at, now, job.id, job.state))
         return cursor.rowcount == 1
 
     def retry_later(self, job: Job, attempts: int, at: float, reason: str, now: float) -> bool:

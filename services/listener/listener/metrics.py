@@ -3,8 +3,12 @@
 - ``stage_seconds{stage}``: ``receive`` (first to last instance of a series), ``completion_wait``
   (last instance to the series settled: idle timer plus checks and routing), and one stage per
   job step as the job runner sees it (``segmentation``, ``pairing``, ``assessment``,
-  ``delivery``: the downstream call, successful runs only);
-- ``step_failures_total{stage, outcome}``: failed job steps, ``retried`` or ``failed``;
+  ``delivery``: the downstream call; ``prior_search``: the C-FINDs, ``prior_retrieval``: the
+  C-MOVE or C-GET, ``prior_wait``: end of the retrieval to the prior recorded; successful
+  runs only);
+- ``step_failures_total{stage, outcome}``: failed job steps, ``retried`` or ``failed`` (a
+  failed prior search or retrieval leaves the study to go on as a baseline);
+- ``prior_outcomes_total{outcome}``: how each study was paired (see :data:`PRIOR_OUTCOMES`);
 - ``jobs{state}``, ``queue_depth``, ``series{state}``: read from the database at scrape time,
   so they are right after a restart;
 - ``associations_accepted_total``, ``associations_rejected_total{reason}``;
@@ -27,10 +31,20 @@ from spinemets.metrics import ServiceMetrics, init_labels, metric_name
 log = logging.getLogger(__name__)
 
 #: Stages of a series' journey seen by the listener.
-STAGES = ("receive", "completion_wait", "segmentation", "pairing", "assessment", "delivery")
+STAGES = ("receive", "completion_wait", "segmentation", "pairing", "prior_search",
+          "prior_retrieval", "prior_wait", "assessment", "delivery")
+#: Stages only a study whose prior is searched in a PACS goes through.
+PRIOR_STAGES = ("prior_search", "prior_retrieval", "prior_wait")
 #: The stage of each job step.
-STEP_STAGE = {"segment": "segmentation", "pair": "pairing", "assess": "assessment",
-              "deliver": "delivery"}
+STEP_STAGE = {"segment": "segmentation", "pair": "pairing", "search_prior": "prior_search",
+              "retrieve_prior": "prior_retrieval", "await_prior": "prior_wait",
+              "assess": "assessment", "deliver": "delivery"}
+#: How a study was paired: a prior from the registrar's ``history`` or the ``pacs``; or none:
+#: ``no_prior`` (none in the history, no PACS configured), ``not_in_pacs``, ``not_searchable``
+#: (no Patient ID or Study Date), ``search_failed``, ``retrieval_failed``, ``wait_timeout``,
+#: ``prior_failed`` (the retrieved prior could not be processed). The ``pairing_note`` codes.
+PRIOR_OUTCOMES = ("history", "pacs", "no_prior", "not_in_pacs", "not_searchable",
+                  "search_failed", "retrieval_failed", "wait_timeout", "prior_failed")
 #: Why an association was rejected (``associations_rejected_total{reason}``).
 REJECT_REASONS = ("unknown_calling_ae", "address_not_allowed", "invalid_address", "negotiation")
 #: What became of a C-STORE request (``instances_received_total{outcome}``).
@@ -59,6 +73,10 @@ class ListenerMetrics(ServiceMetrics):
         for stage in STEP_STAGE.values():
             for outcome in STEP_OUTCOMES:
                 self.step_failures.labels(stage=stage, outcome=outcome)
+        self.prior_outcomes = self.counter(
+            "prior_outcomes_total", "Studies paired, by where the prior came from or why there "
+            "is none", ("outcome",))
+        init_labels(self.prior_outcomes, "outcome", PRIOR_OUTCOMES)
         self._collector: JobTableCollector | None = None
 
     def watch(self, db: Database) -> None:
@@ -75,6 +93,10 @@ class ListenerMetrics(ServiceMetrics):
     def step_failed(self, step: str, retried: bool) -> None:
         self.step_failures.labels(stage=STEP_STAGE[step],
                                   outcome="retried" if retried else "failed").inc()
+
+    def paired(self, note: str) -> None:
+        """Count a study's pairing by the code of its ``pairing_note``."""
+        self.prior_outcomes.labels(outcome=note.partition(":")[0].replace("-", "_")).inc()
 
 
 class JobTableCollector(Collector):

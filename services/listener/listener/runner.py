@@ -1,11 +1,15 @@
 """The job runner: performs each due job's next step and commits the new state.
 
-received -Segment-> segmented -Pair-> paired -Assess-> assessed -Deliver-> delivered.
-State is committed after every completed step, so after a restart a job resumes with the step
-after its last completed one. Transient errors (unreachable service, deadline, a failed C-STORE)
-are retried with exponential backoff and jitter until ``max_attempts``; permanent errors fail the
-job at once with the remote reason, and an input problem quarantines the series. On stop, each
-worker finishes the step it is performing.
+received -Segment-> segmented -Pair-> paired -Assess-> assessed -Deliver-> delivered, with the
+detour through the PACS when the registrar's history has no prior, and a retrieved prior's own
+job ending as recorded (:mod:`listener.pairing`). State is committed after every completed step,
+so after a restart a job resumes with the step after its last completed one. Transient errors
+(unreachable service or PACS, deadline, a failed C-STORE or C-MOVE) are retried with
+exponential backoff and jitter until ``max_attempts``; permanent errors fail the job at once
+with the remote reason, and an input problem quarantines the series. A prior search or
+retrieval that cannot succeed does not fail the job: the study goes on as a baseline. A job
+waiting for its prior is looked at again every poll interval. On stop, each worker finishes the
+step it is performing.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import grpc
 from listener import steps
 from listener.db import Database, Job, JobState
 from listener.metrics import STEP_STAGE, ListenerMetrics
+from listener.pairing import NotYet, Outcome, Pairer
+from listener.qr import PacsError
 from listener.settings import RetryPolicy
 from listener.spool import Spool
 from spinemets import grpcutil, logs
@@ -30,8 +36,13 @@ from spinemets.errors import DeliveryError, SpineMetsError
 log = logging.getLogger(__name__)
 
 #: The step a job in each state performs next.
-STEP = {JobState.RECEIVED: "segment", JobState.SEGMENTED: "pair", JobState.PAIRED: "assess",
+STEP = {JobState.RECEIVED: "segment", JobState.SEGMENTED: "pair",
+        JobState.PRIOR_SEARCH: "search_prior", JobState.PRIOR_RETRIEVAL: "retrieve_prior",
+        JobState.PRIOR_WAIT: "await_prior", JobState.PAIRED: "assess",
         JobState.ASSESSED: "deliver"}
+#: Steps that, when they cannot succeed, leave the study to go on as a baseline (the outcome
+#: recorded in its pairing note) instead of failing the job.
+BASELINE_ON_FAILURE = {"search_prior": "search_failed", "retrieve_prior": "retrieval_failed"}
 
 
 def backoff(policy: RetryPolicy, attempts: int, rng: random.Random) -> float:
@@ -47,12 +58,12 @@ class _RetryableError(Exception):
 class Runner:
     """Worker threads over the job table."""
 
-    def __init__(self, db: Database, spool: Spool, peers: steps.Peers, policy: RetryPolicy,
-                 workers: int, poll_s: float, clock: Callable[[], float] = time.time,
-                 rng: random.Random | None = None,
+    def __init__(self, db: Database, spool: Spool, peers: steps.Peers, pairer: Pairer,
+                 policy: RetryPolicy, workers: int, poll_s: float,
+                 clock: Callable[[], float] = time.time, rng: random.Random | None = None,
                  metrics: ListenerMetrics | None = None) -> None:
         self.db, self.spool, self.peers, self.policy = db, spool, peers, policy
-        self.poll_s, self.clock = poll_s, clock
+        self.pairer, self.poll_s, self.clock = pairer, poll_s, clock
         self.rng = rng or random.Random()
         self.metrics = metrics if metrics is not None else ListenerMetrics()
         self._stop = threading.Event()
@@ -103,6 +114,9 @@ class Runner:
         with logs.context(job=str(job.id), series=job.series_uid):
             try:
                 self._perform(job)
+            except NotYet as wait:
+                self.db.postpone(job, wait.at, self.clock())
+                log.debug("%s: not yet (%s)", STEP[job.state], wait)
             except _RetryableError as exc:
                 self._retry(job, str(exc))
             except grpc.RpcError as exc:
@@ -120,37 +134,40 @@ class Runner:
     def _perform(self, job: Job) -> None:
         started = time.monotonic()
         try:
-            advanced, detail = self._execute(job, self.spool.job_dir(job.id))
-        except (DeliveryError, OSError) as exc:
+            outcome = self._execute(job, self.spool.job_dir(job.id))
+        except (DeliveryError, PacsError, OSError) as exc:
             raise _RetryableError(f"{getattr(exc, 'reason', 'os-error')}: {exc}") from exc
         seconds = time.monotonic() - started
-        self.metrics.observe_stage(STEP_STAGE[STEP[job.state]], seconds)
+        self.metrics.observe_stage(STEP_STAGE[STEP[job.state]],
+                                   seconds if outcome.seconds is None else outcome.seconds)
         ms = round(1000 * seconds)
-        if advanced:
-            log.info("%s done", STEP[job.state], extra=logs.fields(ms=ms, **detail))
+        if outcome.advanced:
+            log.info("%s done", STEP[job.state], extra=logs.fields(ms=ms, **outcome.detail))
         else:
             log.info("%s done, but the job changed meanwhile (superseded): result dropped",
                      STEP[job.state])
 
-    def _execute(self, job: Job, job_dir: Path) -> tuple[bool, dict[str, object]]:
-        """One step and its commit; whether the job advanced, and what to log."""
+    def _execute(self, job: Job, job_dir: Path) -> Outcome:
+        """One step and its commit."""
         now = self.clock
-        if job.state == JobState.RECEIVED:
+        step = STEP[job.state]
+        if step == "segment":
             count = steps.segment(self.peers, job, job_dir)
-            return self.db.advance(job, now()), {"label_maps": count}
-        if job.state == JobState.SEGMENTED:
-            series = self.db.series(job.series_uid)
-            if series is None:
-                raise SpineMetsError("series record missing", reason="missing-series")
-            pairing = steps.pair(self.peers, job, series)
-            return (self.db.advance(job, now(), pairing.prior, pairing.has_prior),
-                    {"has_prior": pairing.has_prior})
-        if job.state == JobState.PAIRED:
+            return Outcome(self.db.advance(job, now()), {"label_maps": count})
+        if step == "pair":
+            return self.pairer.pair(job, job_dir)
+        if step == "search_prior":
+            return self.pairer.search(job)
+        if step == "retrieve_prior":
+            return self.pairer.retrieve(job)
+        if step == "await_prior":
+            return self.pairer.await_prior(job, job_dir)
+        if step == "assess":
             assessment = steps.assess(self.peers, job, job_dir)
-            return (self.db.advance(job, now()),
-                    {"vertebrae": len(assessment.vertebrae), "objects": len(assessment.objects)})
+            return Outcome(self.db.advance(job, now()), {
+                "vertebrae": len(assessment.vertebrae), "objects": len(assessment.objects)})
         delivery = steps.deliver(self.peers, job, job_dir)
-        return self.db.advance(job, now()), {"deliveries": len(delivery.deliveries)}
+        return Outcome(self.db.advance(job, now()), {"deliveries": len(delivery.deliveries)})
 
     def _retry(self, job: Job, reason: str) -> None:
         attempts = job.attempts + 1
@@ -166,6 +183,12 @@ class Runner:
                         extra=logs.fields(attempt=attempts))
 
     def _fail(self, job: Job, reason: str, quarantine: bool, attempts: int | None = None) -> None:
+        step = STEP[job.state]
+        if step in BASELINE_ON_FAILURE:
+            if self.pairer.give_up(job, BASELINE_ON_FAILURE[step], reason):
+                self.metrics.step_failed(step, retried=False)
+                log.warning("%s failed; the study goes on as a baseline: %s", step, reason)
+            return
         with self.spool.lock:
             if not self.db.fail(job, reason, self.clock(), attempts):
                 return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, IPvAnyNetwork, model_validator
 from pydicom.uid import RE_VALID_UID
@@ -81,9 +81,49 @@ class Timeouts(Section):
     """Deadline of each downstream call, seconds."""
 
     segment_s: float = Field(default=1800.0, gt=0)
-    pair_s: float = Field(default=120.0, gt=0)
+    #: Pair includes the registrar's per-vertebra registration of a follow-up with its prior.
+    pair_s: float = Field(default=600.0, gt=0)
     assess_s: float = Field(default=600.0, gt=0)
     deliver_s: float = Field(default=600.0, gt=0)
+
+
+class Pacs(Section):
+    """A Query/Retrieve SCP (Study Root) searched for priors."""
+
+    ae_title: AETitle
+    host: str = Field(min_length=1)
+    port: int = Field(gt=0, le=65535)
+
+
+Baseline = Literal["earliest", "most_recent", "planning"]
+
+
+class PriorSettings(Section):
+    """Finding a prior study in a PACS when the registrar's history has none (``priors``)."""
+
+    #: The PACS queried (C-FIND) and retrieved from; ``None``: the registrar's history only.
+    pacs: Pacs | None = None
+    #: ``move``: C-MOVE to ``move_destination`` (the PACS must know that AE title and send
+    #: from an allowed caller); ``get``: C-GET on the query association.
+    retrieve: Literal["move", "get"] = "move"
+    #: AE title the PACS sends a C-MOVE's instances to; ``None``: the listener's own.
+    move_destination: AETitle | None = None
+    #: Which earlier CT study is the baseline: the earliest, the most recent, or the most recent
+    #: radiotherapy-planning study (Study or Series Description matching
+    #: ``planning_description``), else ``planning_fallback``.
+    baseline: Baseline = "most_recent"
+    planning_description: Annotated[str, AfterValidator(_regex)] = (
+        r"\b(RT|radiotherap\w*|planning|simulation)\b")
+    planning_fallback: Literal["earliest", "most_recent", "none"] = "most_recent"
+    #: Only studies at most this many days older than the current one; 0: any age.
+    max_age_days: int = Field(default=0, ge=0)
+    #: Association, network and C-FIND response timeout, seconds.
+    timeout_s: float = Field(default=30.0, gt=0)
+    #: Longest wait for each C-MOVE / C-GET response while the PACS sends, seconds.
+    retrieve_timeout_s: float = Field(default=600.0, gt=0)
+    #: How long a follow-up waits for its retrieved prior to be segmented and recorded,
+    #: seconds; after that it is processed as a baseline.
+    wait_s: float = Field(default=3600.0, gt=0)
 
 
 class Settings(Section):
@@ -118,6 +158,7 @@ class Settings(Section):
     poll_interval_s: float = Field(default=0.5, gt=0, le=60)
     #: On SIGTERM, how long running associations and gRPC calls may take to finish, seconds.
     drain_s: float = Field(default=30.0, ge=0)
+    priors: PriorSettings = Field(default_factory=PriorSettings)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -127,7 +168,17 @@ class Settings(Section):
         names = [rule.name for rule in self.rules]
         if len(set(names)) != len(names):
             raise ValueError(f"routing rule names must be unique: {names}")
+        pacs = self.priors.pacs
+        if (pacs is not None and self.priors.retrieve == "move" and not self.allow_any_caller
+                and pacs.ae_title not in {c.ae_title for c in self.allowed_callers}):
+            raise ValueError(f"priors.pacs.ae_title {pacs.ae_title!r} is not in allowed_callers: "
+                             "the instances of a C-MOVE it sends would be rejected")
         return self
+
+    @property
+    def move_destination(self) -> str:
+        """The AE title a C-MOVE of a prior is sent to."""
+        return self.priors.move_destination or self.ae_title
 
     def state_path(self, data_dir: Path) -> Path:
         return self.state_dir if self.state_dir is not None else data_dir / "listener"

@@ -25,6 +25,8 @@ from spinemets.errors import InputError
 
 VOLUME_FILE = "volume.npz"
 REASON_FILE = "reason.json"
+#: The label maps a job's segmentation saved in its directory.
+LABEL_MAP_GLOB = "labelmap-*.npz"
 
 
 def check_uid(value: str, what: str) -> str:
@@ -100,6 +102,11 @@ class Spool:
         path = self.root / "jobs" / str(int(job_id))
         make_dirs(path)
         return path
+
+    def label_map_paths(self, job_id: int) -> list[Path]:
+        """The label maps saved in a job's directory, sorted; empty if none."""
+        directory = self.root / "jobs" / str(int(job_id))
+        return sorted(directory.glob(LABEL_MAP_GLOB)) if directory.is_dir() else []
 
     def volume_path(self, study_uid: str, series_uid: str) -> Path:
         return self.series_dir(study_uid, series_uid) / VOLUME_FILE

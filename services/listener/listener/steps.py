@@ -2,20 +2,22 @@
 
 Each step reads what earlier steps left (label maps in the job directory, the prior in the job
 row) and returns what the runner commits. gRPC errors propagate; the runner classifies them.
+(Finding a prior in the PACS when the registrar has none: :mod:`listener.pairing`.)
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 from google.protobuf import json_format
 
-from listener.db import Job, Prior, Series
+from listener.db import Job, JobPurpose, Prior, Series
 from listener.settings import Settings
-from spinemets import grpcutil, labelmaps
+from listener.spool import LABEL_MAP_GLOB
+from spinemets import grpcutil, labelmaps, logs
 from spinemets.dimse import stored
 from spinemets.errors import DeliveryError, SpineMetsError
 from spinemets.v1 import (
@@ -28,9 +30,12 @@ from spinemets.v1 import (
     volume_pb2,
 )
 
-LABEL_MAP_GLOB = "labelmap-*.npz"
 ASSESSMENT_FILE = "assessment.json"
 DELIVERIES_FILE = "deliveries.json"
+#: The registrar's comparison of the study with its prior (``Longitudinal``, JSON).
+LONGITUDINAL_FILE = "longitudinal.json"
+
+log = logging.getLogger(__name__)
 
 
 class Peers:
@@ -70,30 +75,41 @@ def segment(peers: Peers, job: Job, job_dir: Path) -> int:
     return len(maps)
 
 
-@dataclass(frozen=True)
-class Pairing:
-    has_prior: bool
-    prior: Prior | None
+def pair(peers: Peers, job: Job, series: Series, job_dir: Path) -> Prior | None:
+    """Record the study at the registrar and learn its prior study from its history, if any.
 
-
-def pair(peers: Peers, job: Job, series: Series) -> Pairing:
-    """Record the study at the registrar and learn its prior study, if any."""
+    A study to report is compared with its prior by the registrar (over our data service): the
+    comparison is kept as ``longitudinal.json``; when it could not be made, the pairing stands
+    and the reason is logged.
+    """
+    report = job.purpose != JobPurpose.PRIOR
     reply = peers.registrar.Pair(
         registrar_pb2.PairRequest(series=series_ref(job), patient_key=series.patient_key,
-                                  study_date=series.study_date, study_time=series.study_time),
+                                  study_date=series.study_date, study_time=series.study_time,
+                                  data_service=peers.data_service if report else ""),
         timeout=peers.timeouts.pair_s, metadata=grpcutil.job_metadata(job.id))
+    kept = job_dir / LONGITUDINAL_FILE
+    kept.unlink(missing_ok=True)
+    if reply.HasField("longitudinal"):
+        kept.write_text(json_format.MessageToJson(reply.longitudinal))
+    elif reply.registration_problem:
+        log.warning("no comparison with the prior", extra=logs.fields(
+            problem=reply.registration_problem))
     if not reply.has_prior:
-        return Pairing(False, None)
-    return Pairing(True, Prior(reply.prior.study_instance_uid, reply.prior.series_instance_uid,
-                               reply.prior_study_date))
+        return None
+    return Prior(reply.prior.study_instance_uid, reply.prior.series_instance_uid,
+                 reply.prior_study_date)
 
 
-def _assess_stream(peers: Peers, job: Job, paths: list[Path]) -> Iterator[risk_pb2.AssessChunk]:
+def _assess_stream(peers: Peers, job: Job, job_dir: Path, paths: list[Path]
+                   ) -> Iterator[risk_pb2.AssessChunk]:
     header = risk_pb2.AssessHeader(series=series_ref(job), data_service=peers.data_service,
                                    has_prior=bool(job.has_prior), label_map_count=len(paths))
     if job.prior is not None:
         header.prior.CopyFrom(volume_pb2.SeriesRef(study_instance_uid=job.prior.study_uid,
                                                    series_instance_uid=job.prior.series_uid))
+        if (job_dir / LONGITUDINAL_FILE).exists():
+            json_format.Parse((job_dir / LONGITUDINAL_FILE).read_text(), header.longitudinal)
     yield risk_pb2.AssessChunk(header=header)
     for path in paths:
         for chunk in labelmaps.to_chunks(labelmaps.load(path)):
@@ -101,12 +117,13 @@ def _assess_stream(peers: Peers, job: Job, paths: list[Path]) -> Iterator[risk_p
 
 
 def assess(peers: Peers, job: Job, job_dir: Path) -> risk_pb2.AssessResponse:
-    """Send the label maps to the risk service; its answer is kept as ``assessment.json``."""
+    """Send the label maps (and the comparison with the prior, if any) to the risk service;
+    its answer is kept as ``assessment.json``."""
     paths = sorted(job_dir.glob(LABEL_MAP_GLOB))
     if not paths:
         raise SpineMetsError("no label maps in the job directory", reason="no-label-maps")
     reply: risk_pb2.AssessResponse = peers.risk.Assess(
-        _assess_stream(peers, job, paths), timeout=peers.timeouts.assess_s,
+        _assess_stream(peers, job, job_dir, paths), timeout=peers.timeouts.assess_s,
         metadata=grpcutil.job_metadata(job.id))
     (job_dir / ASSESSMENT_FILE).write_text(json_format.MessageToJson(reply))
     return reply

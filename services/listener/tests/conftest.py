@@ -1,7 +1,9 @@
-"""Fixtures of the listener tests: fake downstream services and in-process listeners."""
+"""Fixtures of the listener tests: fake downstream services, in-process listeners, Orthanc as
+the PACS that priors are found in."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +16,18 @@ sys.path.insert(0, str(Path(__file__).parent))  # the test kit module beside thi
 from listener_testkit import PSEUDONYM_KEY, Downstream, listener_settings
 
 from listener.app import Listener
+from peers import Orthanc
+
+
+@pytest.fixture(scope="session")
+def pacs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
+    """A real Orthanc (Query/Retrieve SCP) shared by the tests; each uses its own patients."""
+    if shutil.which("Orthanc") is None:
+        pytest.skip("Orthanc is not installed (make apt)")
+    server = Orthanc(tmp_path_factory.mktemp("pacs"))
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

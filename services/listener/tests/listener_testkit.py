@@ -24,6 +24,7 @@ from spinemets import grpcutil, labelmaps, volumes
 from spinemets.labels import vertebra
 from spinemets.v1 import (
     listener_pb2_grpc,
+    longitudinal_pb2,
     registrar_pb2,
     registrar_pb2_grpc,
     risk_pb2,
@@ -234,7 +235,8 @@ class FakeSegmenter(segmenter_pb2_grpc.SegmenterServiceServicer):
 
 
 class FakeRegistrar(registrar_pb2_grpc.RegistrarServiceServicer):
-    """Remembers studies per patient key; the earliest one is the prior of later ones."""
+    """Remembers studies per patient key; the earliest one is the prior of later ones, with
+    a comparison (L1, Dice 0.95) when the request names a data service."""
 
     def __init__(self, faults: Faults) -> None:
         self.faults = faults
@@ -248,8 +250,14 @@ class FakeRegistrar(registrar_pb2_grpc.RegistrarServiceServicer):
         self.history.setdefault(request.patient_key, []).append(request)
         if not earlier:
             return registrar_pb2.PairResponse(has_prior=False)
-        return registrar_pb2.PairResponse(has_prior=True, prior=earlier[0].series,
-                                          prior_study_date=earlier[0].study_date)
+        reply = registrar_pb2.PairResponse(has_prior=True, prior=earlier[0].series,
+                                           prior_study_date=earlier[0].study_date)
+        if request.data_service:
+            reply.longitudinal.CopyFrom(longitudinal_pb2.Longitudinal(
+                prior=earlier[0].series, registrations=[longitudinal_pb2.VertebraRegistration(
+                    level="L1", prior_to_current=np.eye(4).ravel().tolist(), dice=0.95,
+                    hd95_mm=1.0, refined=True)]))
+        return reply
 
 
 class FakeRisk(risk_pb2_grpc.RiskServiceServicer):

@@ -15,7 +15,7 @@ from pydicom.dataset import Dataset
 
 from listener.app import Listener
 from listener.db import JobState
-from listener.metrics import STAGES
+from listener.metrics import PRIOR_STAGES, STAGES
 from spinemets import logs
 
 pytestmark = pytest.mark.integration
@@ -46,7 +46,8 @@ def test_a_delivered_series_is_counted_in_every_stage(start_listener: StartListe
     delivered(app, series)
     m = app.metrics
     for stage in STAGES:
-        assert m.value("stage_seconds_count", stage=stage) == 1, stage
+        assert m.value("stage_seconds_count", stage=stage) == (stage not in PRIOR_STAGES), stage
+    assert m.value("prior_outcomes_total", outcome="no_prior") == 1
     # receive: first to last instance; completion_wait: at least the idle time (0.4 s)
     assert 0 <= m.value("stage_seconds_sum", stage="receive") < 5
     assert m.value("stage_seconds_sum", stage="completion_wait") >= 0.4
@@ -62,7 +63,7 @@ def test_a_delivered_series_is_counted_in_every_stage(start_listener: StartListe
     assert app.exporter is not None
     with urllib.request.urlopen(app.exporter.url, timeout=5) as response:
         text = response.read().decode()
-    for stage in STAGES:
+    for stage in set(STAGES) - set(PRIOR_STAGES):
         assert f'spinemets_listener_stage_seconds_count{{stage="{stage}"}} 1.0' in text
     assert 'spinemets_listener_jobs{state="delivered"} 1.0' in text
     assert "spinemets_listener_queue_depth 0.0" in text

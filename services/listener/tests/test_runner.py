@@ -78,6 +78,12 @@ def test_follow_up_study_is_paired_with_the_baseline(
                                                            "20240102")
     header = downstream.risk.headers[-1]
     assert header.has_prior and header.prior.series_instance_uid == baseline[0].SeriesInstanceUID
+    # the registrar compared the studies over our data service; the comparison went to risk
+    pairing = [r for rs in downstream.registrar.history.values() for r in rs][-1]
+    assert pairing.data_service == app.data_service_address
+    assert (app.spool.job_dir(job.id) / "longitudinal.json").exists()
+    assert header.longitudinal.prior.series_instance_uid == baseline[0].SeriesInstanceUID
+    assert [v.level for v in header.longitudinal.registrations] == ["L1"]
 
 
 def test_transient_failures_are_retried_with_backoff(

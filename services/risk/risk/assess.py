@@ -1,5 +1,11 @@
 """Assessment of one series: measure the vertebrae, write SEG and SR, store them in the outbox.
 
+Besides volume and mean HU (in the SEG/SR), :func:`risk.spine.assess_spine` computes the
+calibrated density, body geometry, muscles, strength, loads, factors of risk and SINS whenever
+the label maps hold the structures they need; they go into ``measurements.json`` as its
+``risk`` section (the research export document, :mod:`risk.research_export`). A failure there
+is logged and recorded, and does not hold back the SEG and SR.
+
 When no vertebra T1-L5 is found, no object is written: a SEG needs at least one segment and a
 TID 1500 report at least one measurement group, and an empty or placeholder object in the PACS
 would look like a result. The outbox entry then holds only ``measurements.json`` with no
@@ -18,14 +24,15 @@ from pydicom.dataset import Dataset
 
 from risk.measure import VertebraMeasurement, check_same_grid, measure_vertebrae
 from risk.outbox import Outbox, StoredObject
-from risk.provenance import Provenance
-from risk.seg_writer import build_seg
+from risk.research_export import document
+from risk.results import build_objects
 from risk.settings import Settings
-from risk.sr_writer import build_sr
+from risk.spine import assess_spine
 from spinemets import labels, logs
 from spinemets.errors import InputError
 from spinemets.geometry import Volume
 from spinemets.labelmaps import LabelMap
+from spinemets.v1 import longitudinal_pb2
 
 log = logging.getLogger(__name__)
 
@@ -38,50 +45,70 @@ class Assessment:
     objects: tuple[StoredObject, ...]
 
 
-def vertebra_map(label_maps: Sequence[LabelMap]) -> LabelMap | None:
-    """The one label map holding vertebrae, or None when no map names any vertebra."""
+def group_map(label_maps: Sequence[LabelMap], group: labels.Group) -> LabelMap | None:
+    """The one label map naming structures of ``group``, or None when no map does."""
     found = [m for m in label_maps
-             if any(labels.by_name(name).group is labels.Group.VERTEBRA
-                    for name in m.labels.values())]
+             if any(labels.by_name(name).group is group for name in m.labels.values())]
     if len(found) > 1:
-        raise InputError(f"{len(found)} label maps hold vertebrae; expected one",
+        raise InputError(f"{len(found)} label maps hold {group.value} labels; expected one",
                          reason="ambiguous-label-maps")
     return found[0] if found else None
 
 
+def vertebra_map(label_maps: Sequence[LabelMap]) -> LabelMap | None:
+    """The one label map holding vertebrae, or None when no map names any vertebra."""
+    return group_map(label_maps, labels.Group.VERTEBRA)
+
+
+def risk_section(volume: Volume, vertebrae: LabelMap, label_maps: Sequence[LabelMap],
+                 sources: Sequence[Dataset], settings: Settings) -> dict[str, Any]:
+    """The ``risk`` section of the record: the export document, or why it is missing."""
+    try:
+        muscles = group_map(label_maps, labels.Group.MUSCLE)
+        lesions = group_map(label_maps, labels.Group.LESION)
+        for other in (muscles, lesions):
+            if other is not None:
+                check_same_grid(volume.geometry, other.geometry)
+        return document(assess_spine(volume, vertebrae, muscles, lesions, sources,
+                                     settings.methods, settings.lesion_types))
+    except Exception as exc:  # a failed estimate must not hold back SEG and SR
+        log.exception("risk assessment failed", extra=logs.fields(reason="risk-failed"))
+        return {"missing": "risk-failed", "detail": f"{type(exc).__name__}: {exc}"}
+
+
 def assess(study_uid: str, series_uid: str, volume: Volume, sources: Sequence[Dataset],
            label_maps: Sequence[LabelMap], settings: Settings, outbox: Outbox,
-           prior: tuple[str, str] | None = None) -> Assessment:
+           prior: tuple[str, str] | None = None,
+           longitudinal: longitudinal_pb2.Longitudinal | None = None) -> Assessment:
     """Measure, write the SEG and SR (if any vertebra is found) and store them durably.
 
     ``sources`` are the instance headers of the series, ``prior`` the (study, series) UIDs of
-    the baseline study if there is one (recorded, not yet compared).
+    the baseline study if there is one, ``longitudinal`` the registrar's comparison with it.
     """
     label_map = vertebra_map(label_maps)
     vertebrae: tuple[VertebraMeasurement, ...] = ()
     objects: list[Dataset] = []
+    risk: dict[str, Any] | None = None
     if label_map is not None:
         check_same_grid(volume.geometry, label_map.geometry)
         vertebrae = measure_vertebrae(volume.array, label_map)
     if label_map is not None and vertebrae:
-        provenance = Provenance(study_uid, series_uid, label_map.model_name,
-                                label_map.model_version, label_map.demo)
-        seg = build_seg(sources, volume.slice_instance_uids, label_map, vertebrae, provenance,
-                        settings.equipment, settings.seg_series_number)
-        sr = build_sr(sources, seg, vertebrae, provenance, settings.equipment,
-                      settings.sr_series_number)
-        objects = [seg, sr]
+        objects = build_objects(study_uid, series_uid, volume, sources, label_map, vertebrae,
+                                group_map(label_maps, labels.Group.MUSCLE),
+                                group_map(label_maps, labels.Group.LESION), settings,
+                                longitudinal)
+        risk = risk_section(volume, label_map, label_maps, sources, settings)
     else:
         log.warning("no vertebra T1-L5 found: no SEG or SR written",
                     extra=logs.fields(reason="no-vertebrae"))
     entry = outbox.put(series_uid, objects, _record(study_uid, series_uid, label_map, vertebrae,
-                                                    prior))
+                                                    prior, risk))
     return Assessment(vertebrae, entry.objects)
 
 
 def _record(study_uid: str, series_uid: str, label_map: LabelMap | None,
-            vertebrae: Sequence[VertebraMeasurement], prior: tuple[str, str] | None
-            ) -> dict[str, Any]:
+            vertebrae: Sequence[VertebraMeasurement], prior: tuple[str, str] | None,
+            risk: dict[str, Any] | None) -> dict[str, Any]:
     return {
         "study_instance_uid": study_uid,
         "series_instance_uid": series_uid,
@@ -94,4 +121,5 @@ def _record(study_uid: str, series_uid: str, label_map: LabelMap | None,
             {"level": m.level, "segment_number": n, "voxels": m.voxels,
              "volume_ml": m.volume_ml, "mean_hu": m.mean_hu}
             for n, m in enumerate(vertebrae, start=1)],
+        "risk": risk,
     }

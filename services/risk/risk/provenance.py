@@ -1,15 +1,16 @@
 """Where a result comes from: source series and model; deterministic UIDs and honest names.
 
-Every UID of a result object is derived from the source series UID, the model name and the
-model version (:func:`spinemets.uids.derived_uid`), so re-running a series with the same model
-gives the same UIDs and a repeated C-STORE replaces the object at the PACS. Results of a demo
-model say so in every name a viewer shows.
+Every UID of a result object is derived from the source series UID and the names and versions
+of the models whose results it holds (:func:`spinemets.uids.derived_uid`), so re-running a
+series with the same models gives the same UIDs and a repeated C-STORE replaces the object at
+the PACS. Results of a demo model say so in every name a viewer shows.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from spinemets.labelmaps import LabelMap
 from spinemets.uids import derived_uid
 
 #: Appended to algorithm and device names of demo models.
@@ -28,10 +29,27 @@ class Provenance:
     model_name: str
     model_version: str
     demo: bool
+    #: Further models (name, version) whose results the objects hold (muscles, lesions).
+    models: tuple[tuple[str, str], ...] = ()
 
     def uid(self, *role: str) -> str:
         """UID of a result object (or item) with role ``role``, e.g. ``("seg", "instance")``."""
-        return derived_uid(self.series_instance_uid, self.model_name, self.model_version, *role)
+        further = [part for model in self.models for part in model]
+        return derived_uid(self.series_instance_uid, self.model_name, self.model_version,
+                           *further, *role)
+
+    def with_maps(self, *maps: LabelMap | None) -> Provenance:
+        """This provenance with the models of further label maps in its UIDs (a demo when any
+        of them is)."""
+        found = [m for m in maps if m is not None]
+        return replace(self, models=tuple((m.model_name, m.model_version) for m in found),
+                       demo=self.demo or any(m.demo for m in found))
+
+    def of(self, label_map: LabelMap) -> Provenance:
+        """The provenance of another model's label map in the same series (its names and
+        tracking UIDs)."""
+        return Provenance(self.study_instance_uid, self.series_instance_uid,
+                          label_map.model_name, label_map.model_version, label_map.demo)
 
     @property
     def seg_series_uid(self) -> str:

@@ -56,7 +56,8 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
             data = DataClient(header.data_service, self.settings.data_timeout_s)
             result = assess(series.study_instance_uid, series.series_instance_uid,
                             data.volume(series), data.headers(series), maps, self.settings,
-                            self.outbox, prior)
+                            self.outbox, prior,
+                            header.longitudinal if header.HasField("longitudinal") else None)
         return risk_pb2.AssessResponse(
             vertebrae=[risk_pb2.VertebraMeasurement(level=m.level, volume_ml=m.volume_ml,
                                                     mean_hu=m.mean_hu, segment_number=n)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import Field
 
+from risk.lesion_type import LesionTypeSettings
+from risk.method_settings import MethodSettings
 from spinemets import __version__
 from spinemets.config import AETitle, Port, Section
 
@@ -58,6 +60,10 @@ class Settings(Section):
     equipment: Equipment = Equipment()
     #: On SIGTERM, how long running calls may take to finish, seconds.
     drain_s: float = Field(default=30.0, ge=0)
+    #: Calibration, measurement, strength, load, risk and SINS methods (docs/risk-methods.md).
+    methods: MethodSettings = MethodSettings()
+    #: The per-vertebra lesion type rule (SEG lesion segments, SR; docs/risk-methods.md).
+    lesion_types: LesionTypeSettings = LesionTypeSettings()
 
     def outbox_path(self, data_dir: Path) -> Path:
         return self.outbox_dir if self.outbox_dir is not None else data_dir / "risk" / "outbox"

@@ -1,12 +1,20 @@
-"""TID 1500 Measurement Report of the vertebrae in a Comprehensive 3D SR, written with highdicom.
+"""TID 1500 Measurement Report of the vertebrae and lesions in a Comprehensive 3D SR (highdicom).
 
 One TID 1411 Volumetric ROI measurement group per vertebra: tracking identifier and UID (the
 same as the SEG segment's), finding category and type from the catalogue, finding site (the
 vertebra), the algorithm, the referenced SEG segment (segment ``i + 1`` for
 ``measurements[i]``, as written by :mod:`risk.seg_writer`) and two measurements: Volume
 (SCT 118565006, mL) and mean attenuation (DCM 112031 Attenuation Coefficient, derivation
-SCT 373098007 Mean, UCUM ``[hnsf'U]``, as 3D Slicer writes it). The observer is the model
-(a device); the document is unverified and preliminary.
+SCT 373098007 Mean, UCUM ``[hnsf'U]``, as 3D Slicer writes it). When the lesion model ran,
+each vertebra group also holds the vertebra's lesion type (:mod:`risk.lesion_type`) as a
+qualitative evaluation: concept "Metastatic lesion type" (private scheme 99SPMETS L-100),
+value Lytic / Blastic / Mixed (99SPMETS L-001..L-003) or None (SCT 260413007).
+
+Then one group per further segment of the SEG (:mod:`risk.segments`), with its tracking
+identifier and UID, category and type, the model that found it and its Volume (mL): each muscle
+(finding site the muscle with its laterality), and each lesion segment of one vertebra and type
+(finding site the vertebra, the lesion type as qualitative evaluation). The observer is the
+vertebra model (a device); the document is unverified and preliminary.
 """
 
 from __future__ import annotations
@@ -16,15 +24,29 @@ from collections.abc import Sequence
 import highdicom as hd
 from pydicom.dataset import Dataset
 
+from risk.lesion_type import VertebraLesions
 from risk.measure import VertebraMeasurement
 from risk.objects import concept, content_dates
 from risk.provenance import Provenance
+from risk.segments import Segment, plan_segments
 from risk.settings import Equipment
+from risk.sr_longitudinal import longitudinal_groups
 from spinemets import codes
+from spinemets.labelmaps import LabelMap
+from spinemets.v1 import longitudinal_pb2
+
+
+def lesion_type_evaluation(lesions: VertebraLesions | None) -> hd.sr.QualitativeEvaluation:
+    """The lesion type of a vertebra (None when it has no lesion of the minimum size)."""
+    value = (codes.NONE if lesions is None or lesions.type is None
+             else codes.PRIVATE_SCHEME[f"lesion_{lesions.type}"])
+    return hd.sr.QualitativeEvaluation(concept(codes.PRIVATE_SCHEME["lesion_type"]),
+                                       concept(value))
 
 
 def measurement_group(number: int, m: VertebraMeasurement, seg: Dataset,
-                      provenance: Provenance
+                      provenance: Provenance,
+                      lesion_type: hd.sr.QualitativeEvaluation | None = None
                       ) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
     """The TID 1411 group of one vertebra, referencing segment ``number`` of ``seg``."""
     site = concept(m.label.type)
@@ -48,15 +70,59 @@ def measurement_group(number: int, m: VertebraMeasurement, seg: Dataset,
                               unit=concept(codes.HOUNSFIELD_UNIT),
                               derivation=concept(codes.MEAN)),
         ],
+        qualitative_evaluations=None if lesion_type is None else [lesion_type],
+    )
+
+
+def segment_group(number: int, segment: Segment, seg: Dataset, provenance: Provenance
+                  ) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
+    """The TID 1411 group of a muscle or lesion segment: its volume (and a lesion's type)."""
+    label = segment.label
+    if segment.region is not None:
+        site = hd.sr.FindingSite(concept(segment.region.type))
+        evaluations = [hd.sr.QualitativeEvaluation(concept(codes.PRIVATE_SCHEME["lesion_type"]),
+                                                   concept(codes.PRIVATE_SCHEME[label.name]))]
+    else:
+        site = hd.sr.FindingSite(concept(label.type), laterality=None if label.modifier is None
+                                 else concept(label.modifier))
+        evaluations = None
+    return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=segment.tracking_uid,
+                                                     identifier=segment.text),
+        referenced_segment=hd.sr.ReferencedSegment(
+            sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID,
+            segment_number=number,
+            source_series=hd.sr.SourceSeriesForSegmentation(provenance.series_instance_uid)),
+        finding_category=concept(label.category),
+        finding_type=concept(label.type),
+        finding_sites=[site],
+        algorithm_id=hd.sr.AlgorithmIdentification(
+            name=segment.provenance.algorithm_name, version=segment.provenance.model_version,
+            family=concept(codes.ARTIFICIAL_INTELLIGENCE)),
+        measurements=[hd.sr.Measurement(name=concept(codes.VOLUME), value=segment.volume_ml,
+                                        unit=concept(codes.MILLILITER))],
+        qualitative_evaluations=evaluations,
     )
 
 
 def build_sr(sources: Sequence[Dataset], seg: Dataset,
              measurements: Sequence[VertebraMeasurement], provenance: Provenance,
-             equipment: Equipment, series_number: int) -> hd.sr.Comprehensive3DSR:
-    """The SR of ``measurements``, whose segments are those of ``seg`` over ``sources``."""
+             equipment: Equipment, series_number: int, *, muscles: LabelMap | None = None,
+             lesions: Sequence[VertebraLesions] | None = None,
+             lesion_map: LabelMap | None = None,
+             longitudinal: longitudinal_pb2.Longitudinal | None = None
+             ) -> hd.sr.Comprehensive3DSR:
+    """The SR of the segments of ``seg`` over ``sources``, planned from the same arguments as
+    :func:`risk.seg_writer.build_seg`.
+
+    ``lesions``: the lesion-type results of ``lesion_map`` (None when no lesion model ran);
+    ``longitudinal``: the comparison with the prior study (:mod:`risk.sr_longitudinal`).
+    """
     if not measurements:
         raise ValueError("a measurement report needs at least one measurement group")
+    by_level = {v.vertebra.name: v for v in lesions or ()}
+    others = plan_segments(measurements, provenance, muscles, lesions or (),
+                           lesion_map)[len(measurements):]
     observer = hd.sr.ObserverContext(
         observer_type=concept(codes.DEVICE),
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
@@ -65,8 +131,14 @@ def build_sr(sources: Sequence[Dataset], seg: Dataset,
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=concept(codes.CT_UNSPECIFIED_BODY_REGION),
-        imaging_measurements=[measurement_group(number, m, seg, provenance)
-                              for number, m in enumerate(measurements, start=1)],
+        imaging_measurements=[
+            *(measurement_group(number, m, seg, provenance,
+                                None if lesions is None else
+                                lesion_type_evaluation(by_level.get(m.label.name)))
+              for number, m in enumerate(measurements, start=1)),
+            *(segment_group(number, segment, seg, provenance)
+              for number, segment in enumerate(others, start=len(measurements) + 1)),
+            *longitudinal_groups(longitudinal, provenance)],
     )
     return hd.sr.Comprehensive3DSR(
         evidence=[*sources, seg],

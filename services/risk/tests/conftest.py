@@ -7,7 +7,9 @@ import random
 import shutil
 import subprocess
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -17,13 +19,17 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian
 
+from phantom import Phantom, PhantomOptions, anatomy, generate, skeleton, softtissue
+from phantom.shapes import Grid, Pose, Solid, evaluate, rotation
 from risk.measure import VertebraMeasurement, measure_vertebrae
+from risk.method_settings import CalibrationSettings, MethodSettings, PhantomCalibration
 from risk.provenance import Provenance
 from risk.seg_writer import build_seg
 from risk.settings import Settings
+from risk.spine import SpineAssessment, assess_spine
 from risk.sr_writer import build_sr
 from spinemets import labels
-from spinemets.geometry import Volume, assemble_ct
+from spinemets.geometry import Geometry, Volume, assemble_ct
 from spinemets.labelmaps import LabelMap
 from spinemets.uids import derived_uid
 
@@ -175,3 +181,181 @@ def dciodvfy() -> Callable[[Path], list[str]]:
                 if line.startswith("Error")]
 
     return errors
+
+
+# --- phantoms with ground truth (tools/phantom) for the methods of SCIENCE.md ---------------
+
+SHARED_DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class PhantomTruth:
+    """Ground truth of a phantom beyond its truth JSON, from the generator's own geometry.
+
+    Uses the phantom's anatomy, solids and soft-tissue table (tools/phantom), so the truth is
+    analytic: it does not come from the label maps or the code under test.
+    """
+
+    phantom: Phantom
+
+    @property
+    def pose(self) -> Pose:
+        t = self.phantom.truth["pose"]
+        return Pose(rotation(t["rotation_deg"]), np.asarray(t["pivot_lps"], float),
+                    np.asarray(t["translation_mm"], float))
+
+    @property
+    def grid(self) -> Grid:
+        g = self.phantom.truth["grid"]
+        columns, rows, slices = g["size"]
+        return Grid(np.asarray(g["origin_lps"], float), np.asarray(g["spacing_mm"], float),
+                    (slices, rows, columns))
+
+    def level(self, name: str) -> dict[str, Any]:
+        level: dict[str, Any] = self.phantom.truth["levels"][name]
+        return level
+
+    def axis(self, name: str) -> npt.NDArray[np.float64]:
+        return np.asarray(self.level(name)["axis_lps"], dtype=np.float64)
+
+    def body(self, name: str) -> npt.NDArray[np.bool_]:
+        """Voxels of the vertebral body primitive (before the posterior elements are added)."""
+        anat = anatomy.build(self.phantom.options.seed)
+        comp = self.phantom.truth["compression"]
+        compression = (skeleton.Compression(comp["level"], comp["fraction"],
+                                            comp["kind"] == "wedge")
+                       if comp and comp["level"] == name else None)
+        unit = skeleton.vertebra(anat, anat.level(name), compression)
+        found = evaluate(Solid(unit.parts[:1]).posed(self.pose), self.grid, 0.0)
+        assert found is not None
+        mask = np.zeros(self.grid.shape, dtype=bool)
+        mask[found[0]] = found[1] <= 0
+        return mask & (self.phantom.vertebrae.array == labels.vertebra(name).value)
+
+    def extensor_section(self, name: str, side: int, step: float = 0.25
+                         ) -> tuple[float, float]:
+        """Area (mm2) and posterior offset (mm) of a deep back muscle ellipse (side +1 left)
+        in the plane through the body centroid perpendicular to the level's axis."""
+        anat = anatomy.build(self.phantom.options.seed)
+        table = softtissue.table(anat)
+        axes = anat.curve.frame(anat.level(name).s).posed(self.pose).axes
+        left, posterior = axes[:, 0], axes[:, 1]
+        u = np.arange(-120.0, 120.0, step)
+        xx, yy = np.meshgrid(u, u, indexing="ij")
+        kji = np.argwhere(self.body(name)).mean(axis=0)
+        g = self.grid
+        centre = g.origin + kji[::-1] * g.spacing  # the phantom's grids are axis-aligned
+        points = centre + xx[..., None] * left + yy[..., None] * posterior
+        pose = self.pose
+        local = (points - pose.pivot - pose.translation) @ pose.rotation + pose.pivot
+        rows = table.lookup(local[..., 2].astype(np.float32))
+        c = table.columns
+        dx = local[..., 0] - c["x"][rows] - side * c["deep_x"][rows]
+        dy = local[..., 1] - c["y"][rows] - c["deep_y"][rows]
+        inside = (dx / c["deep_rx"][rows]) ** 2 + (dy / c["deep_ry"][rows]) ** 2 <= 1
+        return float(inside.sum() * step * step), float(yy[inside].mean())
+
+
+def phantom_headers(**attributes: Any) -> list[Dataset]:
+    """One header with acquisition and patient attributes (what the methods read)."""
+    ds = Dataset()
+    ds.Manufacturer, ds.ManufacturerModelName, ds.KVP = "Synthetic", "Phantom CT", 120
+    ds.ConvolutionKernel = "B30f"
+    for keyword, value in attributes.items():
+        setattr(ds, keyword, value)
+    return [ds]
+
+
+#: A phantom calibration of the synthetic scanner of :func:`phantom_headers` (known values).
+PHANTOM_CALIBRATION = PhantomCalibration(manufacturer="Synthetic", model="Phantom CT", kvp=120,
+                                         slope_hu_per_mg_cm3=1.25, intercept_hu=-5.0,
+                                         source="test phantom")
+
+
+def calibrated_settings(**methods: Any) -> MethodSettings:
+    """Method settings that calibrate :func:`phantom_headers` series with PHANTOM_CALIBRATION."""
+    return MethodSettings(calibration=CalibrationSettings(phantoms=(PHANTOM_CALIBRATION,)),
+                          **methods)
+
+
+@pytest.fixture(scope="session")
+def phantom_calibration() -> PhantomCalibration:
+    return PHANTOM_CALIBRATION
+
+
+@pytest.fixture(scope="session")
+def wedge_phantom() -> PhantomTruth:
+    """T12-L4 at 1 mm, posed, with a 40 % wedge fracture of L2 and the paraspinal muscles."""
+    return PhantomTruth(generate(PhantomOptions(
+        seed=21, levels=("T12", "L4"), spacing=(1.0, 1.0, 1.0), matrix=180, compression="L2",
+        compression_fraction=0.4, compression_wedge=True)))
+
+
+@pytest.fixture(scope="session")
+def wedge_assessment(wedge_phantom: PhantomTruth) -> SpineAssessment:
+    ph = wedge_phantom.phantom
+    return assess_spine(ph.ct, ph.vertebrae, ph.muscles, None,
+                        phantom_headers(PatientWeight=80, PatientSize=1.8, PatientSex="M"),
+                        calibrated_settings())
+
+
+@pytest.fixture(scope="session")
+def lesion_phantom() -> PhantomTruth:
+    """L1-L3 at 1 mm with three lesions (one in a pedicle), muscles and lesions labelled."""
+    return PhantomTruth(generate(PhantomOptions(
+        seed=11, levels=("L1", "L3"), spacing=(1.0, 1.0, 1.0), matrix=170, lesions=3,
+        posterior_lesions=True, max_rotation_deg=5)))
+
+
+@pytest.fixture(scope="session")
+def lesion_assessment(lesion_phantom: PhantomTruth) -> SpineAssessment:
+    ph = lesion_phantom.phantom
+    return assess_spine(ph.ct, ph.vertebrae, ph.muscles, ph.lesions, phantom_headers(),
+                        calibrated_settings())
+
+
+@pytest.fixture(scope="session")
+def wide_phantom() -> PhantomTruth:
+    """L2-L3 with a field of view wider than the body (air round it), 1.5 mm voxels."""
+    return PhantomTruth(generate(PhantomOptions(
+        seed=23, levels=("L2", "L3"), spacing=(1.5, 1.5, 1.5), matrix=300)))
+
+
+@pytest.fixture(scope="session")
+def tptbox() -> tuple[Volume, LabelMap, npt.NDArray[np.uint8]]:
+    """The real TPTBox CT crop (L2-L4, PIR orientation): CT, vertebra labels, sub-regions."""
+    folder = SHARED_DATA / "real" / "tptbox-ct-l2-l4"
+    if not folder.is_dir():
+        pytest.skip("../shared/data/real/tptbox-ct-l2-l4 is not available")
+    nib = pytest.importorskip("nibabel")
+
+    def load(name: str) -> tuple[npt.NDArray[Any], Geometry]:
+        image = nib.load(folder / name)
+        lps = np.diag([-1.0, -1.0, 1.0]) @ np.asarray(image.affine)[:3, :4]
+        spacing = np.linalg.norm(lps[:, :3], axis=0)
+        array = np.asarray(image.dataobj).transpose(2, 1, 0)
+        geometry = Geometry(size=(array.shape[2], array.shape[1], array.shape[0]),
+                            spacing=(float(spacing[0]), float(spacing[1]), float(spacing[2])),
+                            origin=(float(lps[0, 3]), float(lps[1, 3]), float(lps[2, 3])),
+                            direction=lps[:, :3] / spacing)
+        return array, geometry
+
+    ct, geometry = load("sub-ct_label-22_ct.nii.gz")
+    vertebrae, _ = load("sub-ct_seg-vert_label-22_msk.nii.gz")
+    subregions, _ = load("sub-ct_seg-subreg_label-22_msk.nii.gz")
+    label_map = LabelMap(vertebrae.astype(np.uint8), geometry,
+                         {21: "vertebra_L2", 22: "vertebra_L3", 23: "vertebra_L4"}, "tptbox", "1")
+    volume = Volume(ct.astype(np.int16), geometry, (), CTImageStorage)
+    return volume, label_map, subregions.astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def make_headers() -> Callable[..., list[Dataset]]:
+    """:func:`phantom_headers`: headers of the synthetic scanner, with extra attributes."""
+    return phantom_headers
+
+
+@pytest.fixture(scope="session")
+def make_settings() -> Callable[..., MethodSettings]:
+    """:func:`calibrated_settings`: method settings calibrating the synthetic scanner."""
+    return calibrated_settings

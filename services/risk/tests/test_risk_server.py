@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import highdicom as hd
+import numpy as np
 import pytest
 import yaml
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from listener.data_service import instance_chunks
@@ -25,7 +28,14 @@ from risk.settings import Destination, Settings
 from spinemets import grpcutil, labelmaps, logs, volumes
 from spinemets.geometry import Volume
 from spinemets.labelmaps import LabelMap
-from spinemets.v1 import listener_pb2, listener_pb2_grpc, risk_pb2, risk_pb2_grpc, volume_pb2
+from spinemets.v1 import (
+    listener_pb2,
+    listener_pb2_grpc,
+    longitudinal_pb2,
+    risk_pb2,
+    risk_pb2_grpc,
+    volume_pb2,
+)
 from stack.mock_pacs import MockPacs
 
 
@@ -127,6 +137,25 @@ def test_assess_then_deliver(stack: Stack, volume: Volume, label_map: LabelMap) 
     assert metrics.value("objects_delivered_total", kind="SEG") == 1
     assert metrics.value("objects_delivered_total", kind="SR") == 1
     assert metrics.value("delivery_retries_total") == 0
+
+
+def test_the_comparison_with_the_prior_in_the_header_reaches_the_sr(
+        stack: Stack, label_map: LabelMap) -> None:
+    prior = volume_pb2.SeriesRef(study_instance_uid="1.2.3.9", series_instance_uid="1.2.3.9.1")
+    chunks = list(request(stack, [label_map]))
+    chunks[0].header.longitudinal.CopyFrom(longitudinal_pb2.Longitudinal(
+        prior=prior, registrations=[longitudinal_pb2.VertebraRegistration(
+            level="L2", prior_to_current=np.eye(4).ravel().tolist(), dice=0.9, hd95_mm=1.0)]))
+    reply = stack.risk.Assess(iter(chunks), timeout=60)
+    stack.risk.Deliver(stack.series, timeout=60)
+    [sr] = [p for p in stack.pacs.received if dcmread(p).Modality == "SR"]
+    report = hd.sr.srread(sr).content
+    assert isinstance(report, hd.sr.MeasurementReport)
+    [group] = report.get_image_measurement_groups()
+    assert group.tracking_identifier == "L2 vertebra since prior study"
+    assert [str(item.UID) for item in group[0].ContentSequence
+            if item.ValueType == "UIDREF" and item.name.value == "C-001"] == ["1.2.3.9"]
+    assert [o.modality for o in reply.objects] == ["SEG", "SR"]
 
 
 def test_calls_are_logged_with_job_and_series(stack: Stack, label_map: LabelMap) -> None:

@@ -1,8 +1,10 @@
-"""Reorientation of volumes to the models' canonical LPS array order, and back.
+"""Reorientation of volumes to a model's canonical array order, and back.
 
-Canonical order (``model.json`` ``"orientation": "LPS"``): array axes ``(z, y, x)`` with the
-slice index increasing towards Superior, the row index towards Posterior and the column index
-towards patient Left. Any series whose axes are each closest to a different patient axis (axial,
+Canonical order (``model.json`` ``"orientation"``): array axes ``(z, y, x)`` with the slice index
+increasing towards Superior, and for ``"LPS"`` (the project's models) the row index towards
+Posterior and the column index towards patient Left; for ``"RAS"`` (models trained on
+RAS-canonical NIfTI read by SimpleITK, as TotalSegmentator's) towards Anterior and Right. Any
+series whose axes are each closest to a different patient axis (axial,
 sagittal, coronal, in any direction) is brought there by an axis permutation and flips only, so
 voxel values are never interpolated and the way back is exact. A residual obliquity is kept as it
 is (the network sees the voxels as acquired), as nnU-Net does.
@@ -21,13 +23,15 @@ from spinemets.geometry import Geometry
 
 #: Patient axis (0 = x, 1 = y, 2 = z) of each canonical array axis (z, y, x).
 _CANONICAL_PATIENT_AXES = (2, 1, 0)
+#: Sign of the LPS patient direction each canonical axis (z, y, x) runs along, per orientation.
+_SIGNS = {"LPS": (1.0, 1.0, 1.0), "RAS": (1.0, -1.0, -1.0)}
 
 Scalar = TypeVar("Scalar", bound=np.generic)
 
 
 @dataclass(frozen=True)
 class Reorientation:
-    """Axis permutation and flips between a ``[slice, row, column]`` array and canonical LPS.
+    """Axis permutation and flips between a ``[slice, row, column]`` array and canonical order.
 
     ``axes[c]`` is the source array axis that becomes canonical axis ``c``; ``flips[c]`` says
     whether it is reversed. ``spacing_zyx`` is the voxel spacing (mm) in canonical order.
@@ -38,8 +42,8 @@ class Reorientation:
     spacing_zyx: tuple[float, float, float]
 
     @classmethod
-    def of(cls, geometry: Geometry) -> Reorientation:
-        """The reorientation of a grid, from its direction cosines.
+    def of(cls, geometry: Geometry, orientation: str = "LPS") -> Reorientation:
+        """The reorientation of a grid to ``orientation`` ("LPS" or "RAS"), from its cosines.
 
         Raises :class:`GeometryError` when two array axes are closest to the same patient axis
         (an oblique grid near 45 degrees that no permutation can bring to canonical order).
@@ -54,8 +58,8 @@ class Reorientation:
                 "the grid's axes cannot be matched to patient axes (oblique by about 45 degrees)",
                 reason="oblique-orientation")
         axes = tuple(patient_axis.index(p) for p in _CANONICAL_PATIENT_AXES)
-        flips = tuple(bool(source_dirs[a][p] < 0)
-                      for a, p in zip(axes, _CANONICAL_PATIENT_AXES, strict=True))
+        flips = tuple(bool(source_dirs[a][p] * sign < 0) for a, p, sign
+                      in zip(axes, _CANONICAL_PATIENT_AXES, _SIGNS[orientation], strict=True))
         return cls((axes[0], axes[1], axes[2]), (flips[0], flips[1], flips[2]),
                    (source_spacing[axes[0]], source_spacing[axes[1]], source_spacing[axes[2]]))
 

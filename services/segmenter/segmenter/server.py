@@ -87,7 +87,8 @@ class SegmenterService(segmenter_pb2_grpc.SegmenterServiceServicer):
             label_map = segment(volume, model.spec, model.predict,
                                 step_size=self.settings.step_size, mirror=self.settings.mirror,
                                 batch_size=self.settings.batch_size,
-                                workers=self.settings.concurrency)
+                                workers=self.settings.concurrency,
+                                postprocess_labels=self.settings.postprocess)
             log.info("segmented", extra=logs.fields(
                 role=role, model=model.spec.name, version=model.spec.version,
                 seconds=round(time.monotonic() - started, 2), found=_present(label_map)))

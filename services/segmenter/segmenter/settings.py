@@ -22,15 +22,19 @@ class Settings(Section):
     model_repository: Path = Path("triton-models")
     #: Model roles served, each with ``<model_repository>/<role>/model.json``; a request that
     #: names no role gets all of them.
-    roles: tuple[str, ...] = Field(default=("vertebrae",), min_length=1)
+    roles: tuple[str, ...] = Field(default=("vertebrae", "muscles", "lesions"), min_length=1)
     #: Patches per Triton request; larger requests are split at the model's max_batch_size.
     batch_size: int = Field(default=4, ge=1)
     #: Requests in flight at once, so that Triton's dynamic batcher can group them.
     concurrency: int = Field(default=2, ge=1)
     #: Sliding-window step as a fraction of the patch size (nnU-Net: 0.5).
     step_size: float = Field(default=0.5, gt=0, le=1)
-    #: Test-time mirroring over the model's mirror axes (up to 8 times slower).
+    #: Test-time mirroring over the model's mirror axes (up to 8 times slower; nnU-Net's
+    #: default for the models it trains).
     mirror: bool = False
+    #: Connected components and vertebra level order after inference; off returns the
+    #: network's own segmentation (for an imported nnU-Net model: nnU-Net's).
+    postprocess: bool = True
     #: Deadline of each Triton call (s).
     request_timeout_s: float = Field(default=60.0, gt=0)
     #: Deadline for streaming a volume from the listener (s).

@@ -1,9 +1,10 @@
 """Sliding-window inference with nnU-Net's Gaussian importance weighting.
 
 Patches are placed as nnU-Net v2 places them (``compute_steps_for_sliding_window``), run through
-``predict`` in batches, turned into softmax probabilities, weighted by a Gaussian centred on the
-patch (sigma = 1/8 of the patch size) and averaged where patches overlap. Images smaller than
-the patch are padded with 0 (the normalised value of the padding, as nnU-Net) and cropped back.
+``predict`` in batches, turned into softmax probabilities (or kept as logits, which nnU-Net v2
+averages), weighted by a Gaussian centred on the patch (sigma = 1/8 of the patch size) and
+averaged where patches overlap. Images smaller than the patch are padded with 0 (the normalised
+value of the padding, as nnU-Net) and cropped back.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -21,6 +23,7 @@ from scipy import ndimage
 from spinemets.errors import ModelError
 
 Predict = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
+Average = Literal["softmax", "logits"]
 Shape3 = tuple[int, int, int]
 Window = tuple[slice, slice, slice]
 
@@ -66,8 +69,9 @@ def _softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 
 
 def _predict_probabilities(predict: Predict, batch: npt.NDArray[np.float32], channels: int,
-                           mirrors: list[tuple[int, ...]]) -> npt.NDArray[np.float32]:
-    """Mean softmax over the mirrored copies of ``batch``; checks the network's output shape."""
+                           mirrors: list[tuple[int, ...]], average: Average
+                           ) -> npt.NDArray[np.float32]:
+    """Mean softmax (or logits) over the mirrored copies of ``batch``; checks the output shape."""
     expected = (batch.shape[0], channels, *batch.shape[2:])
     total: npt.NDArray[np.float32] | None = None
     for axes in mirrors:
@@ -76,7 +80,8 @@ def _predict_probabilities(predict: Predict, batch: npt.NDArray[np.float32], cha
         if logits.shape != expected:
             raise ModelError(f"model returned logits of shape {logits.shape}, expected {expected}",
                              reason="bad-model-output")
-        probs = _softmax(np.flip(logits, flip) if flip else logits)
+        unflipped = np.flip(logits, flip) if flip else logits
+        probs = _softmax(unflipped) if average == "softmax" else unflipped.astype(np.float32)
         total = probs if total is None else total + probs
     assert total is not None
     total /= np.float32(len(mirrors))
@@ -92,8 +97,9 @@ def _batches(image: npt.NDArray[np.float32], all_windows: list[Window], batch_si
 
 def sliding_window(image: npt.NDArray[np.float32], patch: Shape3, channels: int,
                    predict: Predict, *, step_size: float = 0.5, batch_size: int = 4,
-                   mirror_axes: Sequence[int] = (), workers: int = 1) -> npt.NDArray[np.float32]:
-    """Softmax probabilities ``[channel, z, y, x]`` of a normalised ``(z, y, x)`` image.
+                   mirror_axes: Sequence[int] = (), workers: int = 1,
+                   average: Average = "softmax") -> npt.NDArray[np.float32]:
+    """Softmax probabilities (or logits) ``[channel, z, y, x]`` of a normalised image.
 
     ``predict`` maps float32 ``[N, 1, *patch]`` to logits ``[N, channels, *patch]``. Up to
     ``workers`` batches are in flight at once (so a server can batch them); results are summed
@@ -117,7 +123,7 @@ def sliding_window(image: npt.NDArray[np.float32], patch: Shape3, channels: int,
         pending: deque[tuple[list[Window], Future[npt.NDArray[np.float32]]]] = deque()
         for chunk, batch in _batches(padded, windows(padded.shape, patch, step_size), batch_size):
             pending.append((chunk, pool.submit(_predict_probabilities, predict, batch, channels,
-                                               mirrors)))
+                                               mirrors, average)))
             if len(pending) >= in_flight:
                 done, future = pending.popleft()
                 accumulate(done, future.result())

@@ -1,8 +1,9 @@
 """The model description (``triton-models/<role>/model.json``): what the client needs.
 
-The file is written by the model's export script; its fields are documented in
-``triton-models/README.md``. Array axes are ``(z, y, x)`` of the canonical LPS orientation
-(slice towards Superior, row towards Posterior, column towards Left).
+The file is written by the model's export script or by ``import-nnunet``; its fields are
+documented in ``triton-models/README.md``. Array axes are ``(z, y, x)`` of the model's canonical
+orientation (:mod:`segmenter.orientation`): LPS (slice towards Superior, row towards Posterior,
+column towards Left) or RAS (Superior, Anterior, Right).
 """
 
 from __future__ import annotations
@@ -38,6 +39,40 @@ class Normalization(_Strict):
         return self
 
 
+class Interpolation(_Strict):
+    """Settings of nnU-Net's ``resample_data_or_seg_to_shape`` (``resampling_fn_*_kwargs``).
+
+    ``order`` is the spline order in-plane (or in 3D), ``order_z`` the order along the
+    low-resolution axis when that axis is resampled separately; ``force_separate_z`` ``None``
+    lets the spacing decide (anisotropy above 3), as nnU-Net does.
+    """
+
+    order: int = Field(ge=0, le=5)
+    order_z: int = Field(ge=0, le=1)
+    force_separate_z: bool | None = None
+
+
+class LinearResampling(_Strict):
+    """Linear interpolation both ways (SimpleITK, :mod:`segmenter.resampling`)."""
+
+    scheme: Literal["linear"] = "linear"
+
+
+class NnUNetResampling(_Strict):
+    """nnU-Net v2's resampling (:mod:`segmenter.nnunet_resampling`): image and probabilities."""
+
+    scheme: Literal["nnunet"]
+    data: Interpolation
+    probabilities: Interpolation
+
+    @field_validator("probabilities")
+    @classmethod
+    def _linear(cls, value: Interpolation) -> Interpolation:
+        if value.order > 1:
+            raise ValueError(f"probabilities are resampled with order 0 or 1, got {value.order}")
+        return value
+
+
 class TensorSpec(_Strict):
     """Name and Triton datatype of the network's input or output tensor."""
 
@@ -55,15 +90,21 @@ class ModelSpec(BaseModel):
     role: str = Field(min_length=1)
     title: str
     demo: bool
-    orientation: Literal["LPS"]
+    orientation: Literal["LPS", "RAS"]
     spacing_zyx: tuple[float, float, float]
     patch_size_zyx: tuple[int, int, int]
     normalization: Normalization
-    #: Output channel (as a string key) -> catalogue name; channel 0 is "background".
+    #: Output channel (as a string key) -> catalogue name; channel 0 is "background", and any
+    #: other channel named "background" (a structure the project does not use) counts as it.
     labels: dict[str, str]
     input: TensorSpec
     output: TensorSpec
     mirror_axes: tuple[int, ...] = ()
+    resampling: LinearResampling | NnUNetResampling = Field(default_factory=LinearResampling,
+                                                           discriminator="scheme")
+    #: What the sliding window averages over overlapping patches, mirrors and folds:
+    #: softmax probabilities, or logits as nnU-Net v2 does.
+    averaging: Literal["softmax", "logits"] = "softmax"
 
     @field_validator("spacing_zyx")
     @classmethod
@@ -96,9 +137,9 @@ class ModelSpec(BaseModel):
         if channels != list(range(len(channels))):
             raise ValueError(f"label channels must be 0..{len(channels) - 1} without gaps, "
                              f"got {channels}")
-        if len(channels) < 2 or value["0"] != BACKGROUND:
+        names = [value[str(c)] for c in channels[1:] if value[str(c)] != BACKGROUND]
+        if value["0"] != BACKGROUND or not names:
             raise ValueError('channel 0 must be "background" and at least one label must follow')
-        names = [value[str(c)] for c in channels[1:]]
         if len(set(names)) != len(names):
             raise ValueError("a catalogue label is assigned to two channels")
         for name in names:
@@ -115,14 +156,14 @@ class ModelSpec(BaseModel):
 
     @property
     def channel_values(self) -> tuple[int, ...]:
-        """Label-map value written for each output channel: 0, then catalogue values."""
-        return (0, *(labels.by_name(self.labels[str(c)]).value
-                     for c in range(1, self.num_channels)))
+        """Label-map value written for each output channel: 0 for background, else its value."""
+        return tuple(0 if name == BACKGROUND else labels.by_name(name).value
+                     for name in (self.labels[str(c)] for c in range(self.num_channels)))
 
     @property
     def label_names(self) -> dict[int, str]:
         """Label-map value -> catalogue name, background excluded (``LabelMap.labels``)."""
-        return {labels.by_name(n).value: n for k, n in self.labels.items() if k != "0"}
+        return {labels.by_name(n).value: n for n in self.labels.values() if n != BACKGROUND}
 
     @classmethod
     def load(cls, path: Path) -> ModelSpec:

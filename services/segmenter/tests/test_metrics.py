@@ -119,7 +119,8 @@ def test_segment_call_is_timed_by_stage_and_logs_its_job(
     data.start()
     server = grpcutil.Server("segmenter", "127.0.0.1:0")
     server.add(segmenter_pb2_grpc.add_SegmenterServiceServicer_to_server,
-               SegmenterService(Settings(), {"vertebrae": model}, metrics))
+               SegmenterService(Settings(roles=("vertebrae",)), {"vertebrae": model},
+                                metrics))
     server.start()
     try:
         with grpcutil.channel(f"127.0.0.1:{server.port}") as channel:

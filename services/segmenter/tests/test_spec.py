@@ -53,7 +53,7 @@ def test_a_valid_description_loads(tmp_path: Path) -> None:
     ({"labels": {"0": "background", "1": "sacrum", "2": "sacrum"}}, "two channels"),
     ({"patch_size_zyx": [64, 0, 96]}, "patch_size_zyx"),
     ({"spacing_zyx": [2.0, -1.0, 1.0]}, "spacing_zyx"),
-    ({"orientation": "RAS"}, "orientation"),
+    ({"orientation": "RAI"}, "orientation"),
     ({"normalization": {"scheme": "CTNormalization", "mean": 0, "std": 1, "lower": 5,
                         "upper": 1}}, "lower"),
     ({"normalization": {"scheme": "ZScore", "mean": 0, "std": 1, "lower": 0, "upper": 1}},

@@ -186,6 +186,7 @@ def test_segmenter_service_streams_the_label_map(triton: TritonProcess, repo: Pa
            "SPINEMETS__SEGMENTER__METRICS_PORT": str(metrics_port),
            "SPINEMETS__SEGMENTER__TRITON_URL": triton.grpc_url,
            "SPINEMETS__SEGMENTER__MODEL_REPOSITORY": str(repo),
+           "SPINEMETS__SEGMENTER__ROLES": "[vertebrae]",
            "SPINEMETS__SEGMENTER__HEALTH_INTERVAL_S": "0.2"}
     with open(tmp_path / "segmenter.log", "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "segmenter"], env=env, stdout=log,

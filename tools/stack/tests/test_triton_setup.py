@@ -89,3 +89,18 @@ def test_environment_and_command(install: TritonInstall, tmp_path: Path) -> None
     assert command[0] == str(install.binary)
     assert f"--model-repository={tmp_path.resolve()}" in command
     assert "--grpc-port=18001" in command and "--disable-auto-complete-config" in command
+
+
+def test_gpu_config_with_tensorrt_and_the_embedded_servers_cpu_config(install: TritonInstall,
+                                                                       tmp_path: Path) -> None:
+    """Imported models: config.pbtxt for GPU (optionally TensorRT), configs/cpu.pbtxt embedded."""
+    spec = ModelSpec.model_validate(MODEL_JSON)
+    text = render_config(spec, kind="KIND_GPU", tensorrt="FP16")
+    assert re.search(r"count: 1\s+kind: KIND_GPU", text)
+    assert re.search(r'gpu_execution_accelerator: \[\s+\{\s+name: "tensorrt"', text)
+    assert 'parameters { key: "precision_mode" value: "FP16" }' in text
+    assert "tensorrt" not in render_config(spec, kind="KIND_GPU")
+    with pytest.raises(ValueError, match="GPU instances"):
+        render_config(spec, tensorrt="FP16")
+    command = server_command(install, TritonSettings(model_repository=tmp_path), tmp_path)
+    assert "--model-config-name=cpu" in command

@@ -1,0 +1,88 @@
+"""JSON export of a :class:`~risk.spine.SpineAssessment` for research use.
+
+The same numbers as the DICOM objects, in plain JSON: every field named with its unit, every
+missing value as ``{"missing": reason, "detail": sentence}``, and the methods and settings
+the numbers depend on (calibration record, modulus law, yield strain, activities, anthropometric
+table), under a schema version. It holds no patient name, ID or birth date; the body mass,
+stature and sex used by the load model are included because the loads depend on them. The
+risk service stores it as the ``risk`` section of each outbox entry's ``measurements.json``;
+:func:`write` writes it as a file of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from risk.frames import Frame
+from risk.loads import DE_LEVA_1996
+from risk.spine import SpineAssessment
+from risk.values import Missing
+from spinemets import labels
+
+SCHEMA = "spinemets.risk.v1"
+
+
+def to_json(value: Any) -> Any:
+    """Plain JSON data of a result object (dataclasses, Missing, frames, enums, numbers)."""
+    if isinstance(value, Missing):
+        return {"missing": value.reason, "detail": value.detail}
+    if isinstance(value, Frame):
+        return {"origin_lps_mm": to_json(value.origin), "axis_lps": to_json(value.axes[:, 2]),
+                "posterior_lps": to_json(value.axes[:, 1]), "left_lps": to_json(value.axes[:, 0])}
+    if isinstance(value, labels.Label):
+        return value.name
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return [to_json(v) for v in value.tolist()]
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def document(assessment: SpineAssessment) -> dict[str, Any]:
+    """The export document of one series' assessment."""
+    body = assessment.body
+    return {
+        "schema": SCHEMA,
+        "inputs": {"muscle_segmentation": assessment.has_muscle_segmentation,
+                   "lesion_segmentation": assessment.has_lesion_segmentation},
+        "calibration": to_json(assessment.calibration),
+        "body": to_json(body),
+        "anthropometry": {"table": "de Leva, J Biomech 1996 (adjusted Zatsiorsky-Seluyanov)",
+                          "mass_fractions": to_json(DE_LEVA_1996[body.sex])},
+        "methods": {**assessment.methods.model_dump(mode="json"),
+                    "lesion_types": assessment.lesion_types.model_dump(mode="json")},
+        "vertebrae": [to_json(v) for v in assessment.vertebrae],
+        "muscles": to_json(assessment.muscles),
+    }
+
+
+def write(assessment: SpineAssessment, path: Path) -> None:
+    """Write the export document to ``path`` atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(document(assessment), fh, indent=1, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

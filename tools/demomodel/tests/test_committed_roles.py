@@ -1,0 +1,91 @@
+"""The committed muscle and lesion models: model.json, ONNX, and a run of the served inference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from scipy import ndimage
+
+import phantom
+from demomodel import evaluate, export, roles
+from segmenter.inference import segment
+from segmenter.spec import ModelSpec
+from spinemets import labels
+
+MODELS = Path(__file__).resolve().parents[3] / "triton-models"
+ROLES = ("muscles", "lesions")
+
+
+@pytest.fixture(scope="module", params=ROLES)
+def role(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+def spec_of(role: str) -> ModelSpec:
+    return ModelSpec.load(MODELS / role / "model.json")
+
+
+def test_model_json_maps_the_channels_to_the_catalogue(role: str) -> None:
+    spec = spec_of(role)
+    config = roles.ROLES[role]
+    assert spec.name == spec.role == role and spec.demo is True
+    assert spec.title == export.TITLE and "not for clinical use" in spec.title
+    assert [spec.labels[str(c)] for c in range(spec.num_channels)] == list(
+        config.target.channels)
+    group = labels.Group.MUSCLE if role == "muscles" else labels.Group.LESION
+    assert spec.channel_values[1:] == tuple(label.value for label in labels.in_group(group))
+    assert spec.spacing_zyx == config.spacing_zyx
+    assert spec.patch_size_zyx == config.patch_size_zyx
+    assert spec.mirror_axes == (() if role == "muscles" else (2,))  # muscles are lateral
+    config_text = (MODELS / role / "config.pbtxt").read_text()
+    assert f'name: "{role}"' in config_text and "not for clinical use" in config_text
+
+
+def test_onnx_is_small_and_matches_the_spec(role: str) -> None:
+    spec = spec_of(role)
+    path = MODELS / role / spec.version / "model.onnx"
+    assert path.stat().st_size < export.MAX_ONNX_BYTES
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (inp,), (out,) = session.get_inputs(), session.get_outputs()
+    assert (inp.name, out.name) == (spec.input.name, spec.output.name)
+    assert inp.type == out.type == "tensor(float)"
+    assert inp.shape[1:] == [1, *spec.patch_size_zyx]
+    assert out.shape[1:] == [spec.num_channels, *spec.patch_size_zyx]
+    assert isinstance(inp.shape[0], str)  # dynamic batch axis
+
+
+# Quality bar of the committed demo model: `make test-acceptance` until it is met.
+@pytest.mark.acceptance
+def test_muscles_are_found_on_their_side_of_a_small_phantom() -> None:
+    """Served inference on a small lumbar phantom: every muscle overlaps its true self."""
+    spec = spec_of("muscles")
+    generated = phantom.generate(phantom.PhantomOptions(seed=5, levels=("L1", "L4"),
+                                                        spacing=(2.0, 2.0, 3.0), matrix=200))
+    result = segment(generated.ct, spec, evaluate.onnx_predict(MODELS / "muscles/1/model.onnx"))
+    assert result.demo and set(result.labels.values()) <= set(spec.labels.values())
+    for label in labels.in_group(labels.Group.MUSCLE):
+        score = evaluate.dice(generated.muscles.mask(label.name), result.mask(label.name))
+        assert score > 0.5, f"{label.name}: Dice {score:.2f}"
+
+
+# Quality bar of the committed demo model: `make test-acceptance` until it is met.
+@pytest.mark.acceptance
+def test_lesions_of_a_small_phantom_are_detected() -> None:
+    """Served inference on a small phantom with two lesions: both are found, inside bone."""
+    spec = spec_of("lesions")
+    generated = phantom.generate(phantom.PhantomOptions(seed=6, levels=("L1", "L3"),
+                                                        spacing=(1.5, 1.5, 2.0), matrix=140,
+                                                        lesions=2))
+    result = segment(generated.ct, spec, evaluate.onnx_predict(MODELS / "lesions/1/model.onnx"))
+    assert result.demo and set(result.labels.values()) <= set(spec.labels.values())
+    truth = generated.lesions.array > 0
+    found = result.array > 0
+    components, count = ndimage.label(truth)
+    assert count == 2
+    for number in (1, 2):
+        assert found[components == number].any(), f"lesion {number} missed"
+    assert np.mean(generated.vertebrae.array[found] > 0) > 0.9
