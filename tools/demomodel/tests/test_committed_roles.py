@@ -58,8 +58,6 @@ def test_onnx_is_small_and_matches_the_spec(role: str) -> None:
     assert isinstance(inp.shape[0], str)  # dynamic batch axis
 
 
-# Quality bar of the committed demo model: `make test-acceptance` until it is met.
-@pytest.mark.acceptance
 def test_muscles_are_found_on_their_side_of_a_small_phantom() -> None:
     """Served inference on a small lumbar phantom: every muscle overlaps its true self."""
     spec = spec_of("muscles")
