@@ -28,14 +28,9 @@ import yaml
 
 from phantom import PhantomOptions, generate, write_dicom_series
 from spinemets.grpcutil import wait_healthy
+from spinemets.ports import free_port
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_port(port: int, timeout: float = 60.0) -> None:

@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -37,15 +36,10 @@ from demomodel.data import CHANNELS
 from demomodel.network import NetworkConfig, build
 from segmenter.spec import ModelSpec
 from segmenter.triton_client import TritonModel
+from spinemets.ports import free_port
 from stack.triton import TritonProcess, TritonSettings, write_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def stand_in(folder: Path) -> None:

@@ -4,7 +4,6 @@ associations and instances, failed steps; logs with job and series, without pati
 from __future__ import annotations
 
 import io
-import socket
 import urllib.request
 from collections.abc import Callable, Iterator
 
@@ -17,16 +16,11 @@ from listener.app import Listener
 from listener.db import JobState
 from listener.metrics import PRIOR_STAGES, STAGES
 from spinemets import logs
+from spinemets.ports import free_port
 
 pytestmark = pytest.mark.integration
 
 StartListener = Callable[..., Listener]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def delivered(app: Listener, series: list[Dataset], count: int = 1) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -16,16 +15,11 @@ import yaml
 from listener_testkit import SENDER, Downstream, ct_series, wait_for, write_files
 
 from spinemets import grpcutil
+from spinemets.ports import free_port
 
 pytestmark = pytest.mark.integration
 
 PATIENT_NAME, PATIENT_ID = "Doe^Jane", "PID-4711-SECRET"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def scrape(url: str) -> str:

@@ -3,7 +3,6 @@ follow-up and the lesion change measured, or the pairing kept with the reason it
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,8 @@ from registrar.metrics import RegistrarMetrics
 from registrar.server import RegistrarServicer
 from registrar.settings import Settings
 from spinemets import grpcutil, labelmaps, logs, volumes
+from spinemets.config import BaselineRule
+from spinemets.ports import free_port
 from spinemets.v1 import listener_pb2_grpc, registrar_pb2, registrar_pb2_grpc, volume_pb2
 
 TRE_MM = 1.0
@@ -59,18 +60,12 @@ def serve(register: Callable[[Any, grpc.Server], None], servicer: object) -> grp
     return server
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def pair_follow_up(tmp_path: Path, truth: FollowUp, metrics: RegistrarMetrics, *,
                    lesions: bool = True, reachable: bool = True) -> registrar_pb2.PairResponse:
     """Pair the baseline of ``truth``, then its follow-up, naming a phantom data service."""
     data = serve(listener_pb2_grpc.add_DataServiceServicer_to_server,
                  PhantomData([truth.baseline, truth.phantom], lesions))
-    history = History(tmp_path / "history.db")
+    history = History(tmp_path / "history.db", BaselineRule())
     registrar = serve(registrar_pb2_grpc.add_RegistrarServiceServicer_to_server,
                       RegistrarServicer(history, Settings(), metrics))
     address = f"127.0.0.1:{data.port if reachable else free_port()}"
@@ -96,7 +91,7 @@ def test_pair_returns_every_vertebra_registered_within_1_mm_and_the_lesion_chang
         reply = pair_follow_up(tmp_path, truth, metrics)
     assert reply.has_prior and not reply.registration_problem
     found = reply.longitudinal
-    assert found.prior == ref(truth.baseline)
+    assert found.prior == ref(truth.baseline) and found.prior_study_date == "20220101"
     assert [v.level for v in found.registrations] == [
         v.level for v in direct.registration.vertebrae]
     for v in found.registrations:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -19,6 +18,8 @@ from registrar.metrics import RegistrarMetrics
 from registrar.server import build
 from registrar.settings import Settings
 from spinemets import grpcutil, logs
+from spinemets.config import BaselineRule
+from spinemets.ports import free_port
 from spinemets.v1 import registrar_pb2, registrar_pb2_grpc, volume_pb2
 
 
@@ -30,7 +31,8 @@ def metrics() -> RegistrarMetrics:
 @pytest.fixture
 def stub(tmp_path: Path,
          metrics: RegistrarMetrics) -> Iterator[registrar_pb2_grpc.RegistrarServiceStub]:
-    server, history = build(Settings(grpc_host="127.0.0.1", grpc_port=0), tmp_path, metrics)
+    server, history = build(Settings(grpc_host="127.0.0.1", grpc_port=0), tmp_path,
+                            BaselineRule(), metrics)
     server.start()
     server.set_serving(True)
     address = f"127.0.0.1:{server.port}"
@@ -80,12 +82,6 @@ def test_pairing_is_timed_and_counted_with_the_job_in_the_logs(
     [failed] = [r for r in logs.records(captured) if r["message"].startswith("Pair failed")]
     assert failed["series"] == "1.2.3.1"
     assert "k1" not in captured.getvalue()  # not even the patient's pseudonym
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.integration

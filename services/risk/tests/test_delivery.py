@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import socket
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from risk.settings import Destination, Settings
 from spinemets.errors import DeliveryError
 from spinemets.geometry import Volume
 from spinemets.labelmaps import LabelMap
+from spinemets.ports import free_port
 from stack.mock_pacs import Faults, MockPacs
 
 SENDER: Sender = functools.partial(send, calling_ae="SPINEMETS_RISK", timeout=5.0)
@@ -28,7 +28,7 @@ SENDER: Sender = functools.partial(send, calling_ae="SPINEMETS_RISK", timeout=5.
 @pytest.fixture
 def outbox(tmp_path: Path, volume: Volume, headers: list[Dataset],
            label_map: LabelMap) -> Outbox:
-    """An outbox holding the SEG and SR of the synthetic series."""
+    """An outbox holding the SEG, SR and report (PDF, one SC page) of the synthetic series."""
     box = Outbox(tmp_path / "outbox")
     first = headers[0]
     assess(str(first.StudyInstanceUID), str(first.SeriesInstanceUID), volume, headers,
@@ -43,12 +43,6 @@ def series_uid(headers: list[Dataset]) -> str:
 
 def started(server: MockPacs) -> Destination:
     return Destination(ae_title="PACS", host="127.0.0.1", port=server.start())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def received_uids(server: MockPacs) -> list[str]:
@@ -66,7 +60,7 @@ def test_objects_arrive_seg_first_and_are_marked_delivered(
             s.stop()
     entry = outbox.get(series_uid)
     expected = [o.sop_instance_uid for o in entry.objects]
-    assert [o.modality for o in entry.objects] == ["SEG", "SR"]
+    assert [o.modality for o in entry.objects] == ["SEG", "SR", "DOC", "OT"]
     for server, dest in zip(servers, destinations, strict=True):
         assert received_uids(server) == expected
         assert outbox.delivered(series_uid)[dest.key] == set(expected)
@@ -89,7 +83,7 @@ def test_rejected_associations_are_retried_with_backoff(
         server.stop()
     assert waits == [0.5, 1.0]
     assert all(d.stored for d in deliveries)
-    assert len(server.received) == 2
+    assert len(server.received) == 4
     assert metrics.value("delivery_retries_total") == 2
     assert metrics.value("objects_delivered_total", kind="SEG") == 1
     assert metrics.value("objects_delivered_total", kind="SR") == 1
@@ -120,7 +114,7 @@ def test_an_unreachable_destination_raises_and_keeps_the_outbox(
         entry = outbox.get(series_uid)
         assert all((entry.path / o.file).exists() for o in entry.objects)
         marks = outbox.delivered(series_uid)
-        assert down.key not in marks and len(marks[good.key]) == 2
+        assert down.key not in marks and len(marks[good.key]) == 4
         # Once the second destination is up, only it receives the objects.
         late = MockPacs(tmp_path / "late", "PACS", port=down.port)
         late.start()
@@ -130,8 +124,8 @@ def test_an_unreachable_destination_raises_and_keeps_the_outbox(
             late.stop()
     finally:
         server.stop()
-    assert len(server.received) == 2
-    assert len(late.received) == 2
+    assert len(server.received) == 4
+    assert len(late.received) == 4
 
 
 def test_a_destination_failing_every_store_raises(
@@ -171,7 +165,7 @@ def test_a_destination_without_segmentation_storage_raises(
     assert server is not None
     port = int(server.server_address[1])
     try:
-        with pytest.raises(DeliveryError, match="lacks 2 of 2 objects"):
+        with pytest.raises(DeliveryError, match="lacks 4 of 4 objects"):
             deliver(outbox, series_uid, [Destination(ae_title="CTONLY", host="127.0.0.1",
                                                      port=port)], SENDER, 1, 0.0)
     finally:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -28,6 +27,7 @@ from risk.settings import Destination, Settings
 from spinemets import grpcutil, labelmaps, logs, volumes
 from spinemets.geometry import Volume
 from spinemets.labelmaps import LabelMap
+from spinemets.ports import free_port
 from spinemets.v1 import (
     listener_pb2,
     listener_pb2_grpc,
@@ -67,12 +67,6 @@ class Stack:
     series: volume_pb2.SeriesRef
     pacs: MockPacs
     metrics: RiskMetrics
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -124,13 +118,13 @@ def test_assess_then_deliver(stack: Stack, volume: Volume, label_map: LabelMap) 
         ("L1", 1), ("L2", 2), ("L3", 3)]
     assert [v.volume_ml for v in reply.vertebrae] == [m.volume_ml for m in expected]
     assert [v.mean_hu for v in reply.vertebrae] == [m.mean_hu for m in expected]
-    assert [o.modality for o in reply.objects] == ["SEG", "SR"]
+    assert [o.modality for o in reply.objects] == ["SEG", "SR", "DOC", "OT"]
     again = stack.risk.Assess(request(stack, [label_map]), timeout=60)
     assert list(again.objects) == list(reply.objects)
     delivered = stack.risk.Deliver(stack.series, timeout=60)
     assert [(d.sop_instance_uid, d.status) for d in delivered.deliveries] == [
         (o.sop_instance_uid, 0) for o in reply.objects]
-    assert len(stack.pacs.received) == 2
+    assert len(stack.pacs.received) == 4
     metrics = stack.metrics
     assert metrics.value("stage_seconds_count", stage="assessment") == 2
     assert metrics.value("stage_seconds_count", stage="delivery") == 1
@@ -155,7 +149,7 @@ def test_the_comparison_with_the_prior_in_the_header_reaches_the_sr(
     assert group.tracking_identifier == "L2 vertebra since prior study"
     assert [str(item.UID) for item in group[0].ContentSequence
             if item.ValueType == "UIDREF" and item.name.value == "C-001"] == ["1.2.3.9"]
-    assert [o.modality for o in reply.objects] == ["SEG", "SR"]
+    assert [o.modality for o in reply.objects] == ["SEG", "SR", "DOC", "OT", "OT"]  # 2 pages
 
 
 def test_calls_are_logged_with_job_and_series(stack: Stack, label_map: LabelMap) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -32,6 +31,7 @@ from spinemets import labelmaps, labels, volumes
 from spinemets.errors import ConfigError, ModelError
 from spinemets.geometry import Volume
 from spinemets.grpcutil import Server, channel, wait_healthy
+from spinemets.ports import free_port
 from spinemets.v1 import listener_pb2_grpc, segmenter_pb2, segmenter_pb2_grpc, volume_pb2
 from stack.triton import TritonInstall, TritonProcess, TritonSettings, write_config
 
@@ -39,12 +39,6 @@ pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SERIES = volume_pb2.SeriesRef(study_instance_uid="1.2.3", series_instance_uid="1.2.3.4")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_triton(repo: Path, log_file: Path) -> TritonProcess:

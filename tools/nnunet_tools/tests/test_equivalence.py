@@ -10,7 +10,6 @@ are segmented with and without mirroring, as nnU-Net would with the same setting
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from segmenter.triton_client import TritonModel
 from spinemets import labels
 from spinemets.errors import ConfigError
 from spinemets.geometry import Volume
+from spinemets.ports import free_port
 from stack.triton import TritonInstall, TritonProcess, TritonSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -38,12 +38,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 AGREEMENT = 0.999
 #: (phantom seed, column / row / slice spacing in mm, in-plane matrix, test-time mirroring).
 CASES = [(9950, (1.5, 1.5, 2.0), 64, True), (9951, (1.25, 1.25, 3.5), 96, False)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
