@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 TRITON_VENV := .venv-triton
 PY := $(VENV)/bin/python
-APT_PACKAGES := dcmtk orthanc dicom3tools poppler-utils
+APT_PACKAGES := dcmtk orthanc dicom3tools pixelmed-apps poppler-utils
 # Images (make images): podman and buildah (runc: the runtime podman is run with), debootstrap for
 # the local base image, CNI's dnsname plugin (container names in the whole-stack test's network).
 IMAGE_APT_PACKAGES := podman buildah runc debootstrap golang-github-containernetworking-plugin-dnsname

@@ -63,8 +63,8 @@ def main() -> int:
         push(files[0].parent, "127.0.0.1", config.listener.port, config.listener.ae_title,
              config.stack.sender_ae_title)
         push_s = time.time() - push_started
-        _, sr_path = wait_for_results(running.pacs, study_uid,
-                                             config.stack.result_timeout_s)
+        sr_path = wait_for_results(running.pacs, study_uid,
+                                   config.stack.result_timeout_s)["SR"]
         sr_arrived = sr_path.stat().st_mtime
     database = config.listener.state_path(root / "work") / "listener.sqlite"
     with sqlite3.connect(database) as conn:

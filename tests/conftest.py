@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e import SENDER_AE
+from e2e import LESION_SERIES, SENDER_AE
 from peers import Orthanc, free_port
 from spinemets.config import read_raw
 from stack.stack import RunningStack, StackConfig, stack_running
@@ -51,6 +51,12 @@ def stack_config(root: Path, orthanc: Orthanc) -> dict[str, Any]:
         "retry": {"max_attempts": 20, "base_delay_s": 0.5, "max_delay_s": 5.0, "factor": 2.0},
         "priors": {"pacs": {"ae_title": orthanc.aet, "host": "127.0.0.1",
                             "port": orthanc.dicom_port}},
+        # Series described as such also get the lesion model (tests/test_prior_retrieval.py:
+        # the lesion change of a follow-up); all others the vertebra model only.
+        "rules": [{"name": "ct-spine-lesions", "modality": "CT",
+                   "series_description": LESION_SERIES, "min_slices": 20,
+                   "roles": ["vertebrae", "lesions"]},
+                  *raw["listener"]["rules"]],
     }
     raw["segmenter"] = {**(raw.get("segmenter") or {}), "grpc_port": ports["segmenter"],
                         "metrics_port": ports["segmenter_metrics"],

@@ -21,6 +21,8 @@ from stack.stack import RunningStack, StackConfig
 
 #: Calling AE title of the test sender (allowed by the test stack's listener).
 SENDER_AE = "STORESCU"
+#: Series Description that the end-to-end stack routes to the vertebra and the lesion model.
+LESION_SERIES = "spine with lesion model"
 
 
 def requires(*binaries: str) -> pytest.MarkDecorator:
@@ -50,17 +52,24 @@ def send(config: StackConfig, files: list[Path]) -> str:
     return str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
 
 
-def wait_for_results(orthanc: Orthanc, study_uid: str,
-                     timeout: float = 600.0) -> dict[str, list[dict[str, Any]]]:
+RESULT_MODALITIES = ("SEG", "SR", "DOC", "OT")
+
+
+def wait_for_results(orthanc: Orthanc, study_uid: str, timeout: float = 600.0,
+                     modalities: tuple[str, ...] = RESULT_MODALITIES
+                     ) -> dict[str, list[dict[str, Any]]]:
+    """Block until the study holds an instance of every result modality (SEG, SR, and the
+    report's PDF and secondary capture); return the study's instances by modality."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         by_modality: dict[str, list[dict[str, Any]]] = {}
         for instance in orthanc.instances_of_study(study_uid):
             by_modality.setdefault(instance["Modality"], []).append(instance)
-        if "SEG" in by_modality and "SR" in by_modality:
+        if all(m in by_modality for m in modalities):
             return by_modality
         time.sleep(1.0)
-    raise AssertionError(f"no SEG and SR in Orthanc for the study after {timeout:.0f} s")
+    raise AssertionError(f"not every one of {', '.join(modalities)} in Orthanc for the study "
+                         f"after {timeout:.0f} s")
 
 
 def dciodvfy_errors(path: Path) -> list[str]:

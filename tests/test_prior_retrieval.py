@@ -1,7 +1,9 @@
 """Priors from the PACS, end to end: a baseline study that only Orthanc holds (the system never
 received it) is found when a follow-up of the same patient is pushed with dcmtk's storescu
 (C-FIND), retrieved (Orthanc's C-MOVE to the listener), segmented and recorded at the
-registrar, and the follow-up is paired with it; only the follow-up's results reach the PACS.
+registrar, and the follow-up is paired with it; only the follow-up's results reach the PACS,
+and the follow-up's SR compares it with the baseline vertebra by vertebra (lesion volume and
+vBMD change; both studies get the lesion model, by their Series Description).
 (A patient with no prior anywhere: tests/test_pipeline.py, whose phantoms are such patients.)
 
 Everything is real and started as processes (the stack of ``conftest.stack``, Orthanc, dcmtk).
@@ -15,16 +17,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import highdicom as hd
 import pydicom
 import pytest
 
-from e2e import Stack, job_row, query, requires, send, wait_for_results
+from e2e import (
+    LESION_SERIES,
+    Stack,
+    dciodvfy_errors,
+    job_row,
+    query,
+    requires,
+    send,
+    wait_for_results,
+)
 from peers import Orthanc
 from phantom import PhantomOptions, generate, write_dicom_series
 from phantom.followup import follow_up
 from phantom.options import FollowUpOptions
+from spinemets import codes
 
-pytestmark = [pytest.mark.integration, requires("storescu")]
+pytestmark = [pytest.mark.integration, requires("storescu", "dciodvfy")]
 
 OPTIONS = PhantomOptions(seed=4242, levels=("T12", "L2"), spacing=(1.25, 1.25, 3.0), matrix=256,
                          lesions=1)
@@ -50,9 +63,11 @@ def patient(tmp_path_factory: pytest.TempPathFactory) -> tuple[Study, Study]:
     base = generate(OPTIONS)
     later = follow_up(base, FollowUpOptions(seed=1)).phantom
     return (study_of(write_dicom_series(base, root / "baseline", patient_id="P-LONG",
-                                        patient_name="Long^Patient", study_date="20230301")),
+                                        patient_name="Long^Patient", study_date="20230301",
+                                        series_description=LESION_SERIES)),
             study_of(write_dicom_series(later, root / "follow-up", patient_id="P-LONG",
-                                        patient_name="Long^Patient", study_date="20230901")))
+                                        patient_name="Long^Patient", study_date="20230901",
+                                        series_description=LESION_SERIES)))
 
 
 def delivered_job(stack: Stack, series_uid: str, timeout: float = 120.0) -> dict[str, Any]:
@@ -64,8 +79,29 @@ def delivered_job(stack: Stack, series_uid: str, timeout: float = 120.0) -> dict
     return job
 
 
+def longitudinal_section(sr: Path) -> dict[str, dict[str, list[Any]]]:
+    """Per vertebra of the SR's longitudinal groups (TID 1411 "<level> vertebra since prior
+    study"): the values of each private concept (UIDREF, NUM value, or TEXT)."""
+    report = hd.sr.srread(sr).content
+    assert isinstance(report, hd.sr.MeasurementReport)
+    found: dict[str, dict[str, list[Any]]] = {}
+    for group in report.get_volumetric_roi_measurement_groups():
+        if not str(group.tracking_identifier).endswith("since prior study"):
+            continue
+        items = found.setdefault(str(group.tracking_identifier).split()[0], {})
+        for item in group[0].ContentSequence:
+            name = item.ConceptNameCodeSequence[0]
+            if name.CodingSchemeDesignator != codes.PRIVATE_DESIGNATOR:
+                continue
+            value = (str(item.UID) if item.ValueType == "UIDREF" else
+                     float(item.MeasuredValueSequence[0].NumericValue)
+                     if item.ValueType == "NUM" else item.get("TextValue"))
+            items.setdefault(str(name.CodeValue), []).append(value)
+    return found
+
+
 def test_follow_up_fetches_its_baseline_from_the_pacs_and_is_paired_with_it(
-        stack: Stack, orthanc: Orthanc, patient: tuple[Study, Study]) -> None:
+        stack: Stack, orthanc: Orthanc, patient: tuple[Study, Study], tmp_path: Path) -> None:
     config, _ = stack
     baseline, later = patient
     orthanc.upload(baseline.files)  # the system never received it
@@ -95,6 +131,19 @@ def test_follow_up_fetches_its_baseline_from_the_pacs_and_is_paired_with_it(
     # ...but not reported: the PACS got results for the follow-up only
     instances = orthanc.instances_of_study(baseline.study_uid)
     assert {i["Modality"] for i in instances} == {"CT"} and len(instances) == len(baseline.files)
+    # the delivered SR names the baseline study for every vertebra compared, with the lesion
+    # volume change and, measured in both studies, the vBMD change
+    private = codes.PRIVATE_SCHEME
+    sr = orthanc.download(results["SR"][0]["ID"], tmp_path / "sr.dcm")
+    assert dciodvfy_errors(sr) == []
+    section = longitudinal_section(sr)
+    assert section, "no longitudinal section in the SR"
+    for level, items in section.items():
+        assert items[private["prior_study"].value] == [baseline.study_uid], level
+    assert any(isinstance(v, float) for items in section.values()
+               for v in items.get(private["lesion_volume_change"].value, []))
+    assert any(isinstance(v, float) for items in section.values()
+               for v in items.get(private["vbmd_change"].value, []))
 
     [(requested, retrieved)] = query(config, "listener", "SELECT requested, retrieved FROM "
                                      "prior_requests WHERE job_id = ?", str(job["id"]))

@@ -13,6 +13,11 @@ level is seen equally often), the rest anywhere; parts outside the volume are pa
 is light: left-right mirroring (only where the labels are not lateral: never for muscles), a
 field of view truncated along z (as in clinical scans that stop inside a patch), intensity scale
 and shift, Gaussian noise.
+
+A role that the segmenter runs inside a box around the vertebrae (``segmenter.crops``: the
+lesion model) is trained on the same boxes: its phantoms are cropped to the vertebrae T1-L5
+grown by the same margin and to at least the patch (:class:`Crop`), so that training patches
+come from where the served model runs.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import numpy.typing as npt
 from scipy import ndimage
 
 import phantom
+from segmenter.crop import box_around
 from spinemets import labels
 from spinemets.labelmaps import LabelMap
 
@@ -112,29 +118,53 @@ def phantom_options(seed: int, spacing_zyx: Sequence[float]) -> phantom.PhantomO
 
 
 @dataclass(frozen=True)
+class Crop:
+    """The box a role's phantoms are cropped to, as the segmenter crops (``segmenter.crop``):
+    the vertebrae T1-L5 grown by ``margin_mm``, and to at least ``min_extent_mm`` (z, y, x)."""
+
+    margin_mm: float
+    min_extent_mm: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
 class Target:
-    """What a role learns: the phantom label map it reads, its channels, its phantoms."""
+    """What a role learns: the phantom label map it reads, its channels, its phantoms, and the
+    box they are cropped to (None: whole phantoms)."""
 
     role: str
     truth: TruthMap
     channels: tuple[str, ...]
     options: OptionsOf
+    crop: Crop | None = None
 
     def folder(self, spacing_zyx: Sequence[float]) -> str:
-        """Cache folder name: spacing and generator hash (and the role, except vertebrae)."""
+        """Cache folder name: spacing, crop and generator hash (and the role, except
+        vertebrae)."""
         name = f"{'x'.join(f'{s:g}' for s in spacing_zyx)}-{phantom_fingerprint()}"
+        if self.crop is not None:
+            name = f"crop{self.crop.margin_mm:g}-{name}"
         return name if self.role == "vertebrae" else f"{self.role}-{name}"
 
 
 def make_case(options: phantom.PhantomOptions, target: Target | None = None) -> Case:
-    """Generate one phantom (the vertebra target by default); it is already in canonical LPS
-    order (identity direction)."""
+    """Generate one phantom (the vertebra target by default), cropped as the target says; it is
+    already in canonical LPS order (identity direction)."""
     target = target or VERTEBRAE
     generated = phantom.generate(options)
     if not np.allclose(generated.ct.geometry.direction, np.eye(3)):
         raise ValueError("training phantoms must be generated in canonical LPS orientation")
     truth: LabelMap = getattr(generated, target.truth)
-    return Case(options.seed, generated.ct.array, value_to_channel(target.channels)[truth.array])
+    image, channels = generated.ct.array, value_to_channel(target.channels)[truth.array]
+    if target.crop is not None:
+        vertebrae = np.isin(generated.vertebrae.array,
+                            [label.value for label in labels.in_group(labels.Group.VERTEBRA)])
+        spacing = generated.ct.geometry.spacing
+        box = box_around(vertebrae, (spacing[2], spacing[1], spacing[0]), target.crop.margin_mm,
+                         target.crop.min_extent_mm)
+        if box is None:
+            raise ValueError(f"phantom {options.seed} has no vertebra T1-L5 to crop around")
+        image, channels = np.ascontiguousarray(image[box]), np.ascontiguousarray(channels[box])
+    return Case(options.seed, image, channels)
 
 
 def phantom_fingerprint() -> str:

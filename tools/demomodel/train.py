@@ -248,6 +248,7 @@ def train_role(config: RoleConfig, cache: Path, resume: dict[str, Any] | None = 
         "validation_mean_dice": round(float(np.mean(list(validation.values()))), 4)
         if validation else None,
         "config": _jsonable({k: v for k, v in asdict(config).items() if k != "target"}),
+        "phantom_crop": _jsonable(asdict(config.target.crop)) if config.target.crop else None,
     }
     if resume is not None:
         provenance["resumed_from"] = resume["training"]

@@ -1,10 +1,11 @@
 """The demo: a phantom CT travels from a DICOM sender through the whole stack to a mock PACS.
 
 Steps: start the stack (embedded Triton, listener, segmenter, registrar, risk, mock PACS);
-generate a phantom (full spine, with lesions); push it with ``storescu``; wait for the SEG and
-the SR at the PACS; print the per-vertebra table read back from the SR (volume, mean HU, lesion
-type) and the muscle and lesion segments, with the Dice of vertebrae and muscles against the
-phantom's truth read back from the SEG; stop the stack.
+generate a phantom (full spine, with lesions); push it with ``storescu``; wait for the SEG, the
+SR and the visual report at the PACS; print the per-vertebra table read back from the SR
+(volume, mean HU, lesion type) and the muscle and lesion segments, with the Dice of vertebrae
+and muscles against the phantom's truth read back from the SEG; extract the report's PDF; stop
+the stack.
 """
 
 from __future__ import annotations
@@ -34,8 +35,12 @@ DISCLAIMER = "Segmentation by phantom-trained demo models, not for clinical use.
 LESION_TYPE = codes.PRIVATE_SCHEME["lesion_type"].meaning
 
 
-def wait_for_results(pacs: MockPacs, study_uid: str, timeout: float) -> tuple[Path, Path]:
-    """Block until one SEG and one SR of ``study_uid`` are at the PACS; return their paths."""
+RESULTS = ("SEG", "SR", "DOC")
+
+
+def wait_for_results(pacs: MockPacs, study_uid: str, timeout: float) -> dict[str, Path]:
+    """Block until the SEG, the SR and the report PDF of ``study_uid`` are at the PACS; return
+    one path per modality received (the report's secondary capture pages too, as OT)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found: dict[str, Path] = {}
@@ -43,10 +48,18 @@ def wait_for_results(pacs: MockPacs, study_uid: str, timeout: float) -> tuple[Pa
             ds = pydicom.dcmread(path, stop_before_pixels=True)
             if ds.StudyInstanceUID == study_uid:
                 found[str(ds.Modality)] = path
-        if "SEG" in found and "SR" in found:
-            return found["SEG"], found["SR"]
+        if all(m in found for m in RESULTS):
+            return found
         time.sleep(0.5)
-    raise SpineMetsError(f"no SEG and SR at the PACS after {timeout:.0f} s; see the logs")
+    raise SpineMetsError(f"no {', '.join(RESULTS)} at the PACS after {timeout:.0f} s; "
+                         "see the logs")
+
+
+def extract_pdf(doc_path: Path, out: Path) -> Path:
+    """Write the PDF encapsulated in the DICOM object at ``doc_path`` to ``out``."""
+    document = bytes(pydicom.dcmread(doc_path).EncapsulatedDocument)
+    out.write_bytes(document[:int(document.rfind(b"%%EOF")) + 5])
+    return out
 
 
 def print_table(sr_path: Path, seg_path: Path, volume: Volume,
@@ -131,9 +144,13 @@ def run_demo(config: StackConfig) -> int:
                       config.listener.ae_title, config.stack.sender_ae_title)
         print(f"pushed with {sender} to {config.listener.ae_title}@127.0.0.1:"
               f"{config.listener.port}")
-        seg_path, sr_path = wait_for_results(pacs, study_uid, config.stack.result_timeout_s)
+        results = wait_for_results(pacs, study_uid, config.stack.result_timeout_s)
         print(f"results at the PACS after {time.monotonic() - started:.1f} s")
         print_stages(config)
-    print_table(sr_path, seg_path, volume, truth)
-    print(f"\nSEG: {seg_path}\nSR:  {sr_path}\nlogs: {root / 'logs'}")
+    print_table(results["SR"], results["SEG"], volume, truth)
+    report = extract_pdf(results["DOC"], root / "report.pdf")
+    print(f"\nSEG: {results['SEG']}\nSR:  {results['SR']}\nreport (encapsulated PDF): "
+          f"{results['DOC']}, extracted to {report}"
+          + (f"\nreport page as secondary capture: {results['OT']}" if "OT" in results else "")
+          + f"\nlogs: {root / 'logs'}")
     return 0

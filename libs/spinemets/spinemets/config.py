@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
@@ -32,6 +32,28 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from None
+    return value
+
+
+class BaselineRule(Section):
+    """Which earlier study of the patient is a follow-up's baseline (``common.baseline``): one
+    rule for the registrar's history and the listener's search in the PACS
+    (:func:`spinemets.baseline.choose`)."""
+
+    #: The earliest earlier study, the most recent one, or the most recent radiotherapy-planning
+    #: study (Study or Series Description matching ``planning_description``, case-insensitive;
+    #: without one, ``planning_fallback``).
+    policy: Literal["earliest", "most_recent", "planning"] = "most_recent"
+    planning_description: Annotated[str, AfterValidator(_regex)] = (
+        r"\b(RT|radiotherap\w*|planning|simulation)\b")
+    planning_fallback: Literal["earliest", "most_recent", "none"] = "most_recent"
+
+
 class CommonSettings(Section):
     """Settings shared by every service."""
 
@@ -40,6 +62,8 @@ class CommonSettings(Section):
     pseudonym_key: str = Field("change-me", min_length=8)
     #: Directory holding each service's state (spool, databases, outbox).
     data_dir: Path = Path(".work")
+    #: The baseline a follow-up is compared with (the registrar and the listener).
+    baseline: BaselineRule = BaselineRule()
 
 
 def config_path() -> Path:

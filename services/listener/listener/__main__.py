@@ -26,7 +26,7 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    app = Listener(settings, common.pseudonym_key.encode(), common.data_dir)
+    app = Listener(settings, common.pseudonym_key.encode(), common.data_dir, common.baseline)
     try:
         app.start()
     except SpineMetsError as exc:

@@ -22,6 +22,7 @@ from listener.settings import Settings
 from listener.spool import Spool
 from listener.steps import Peers
 from spinemets import logs, metrics
+from spinemets.config import BaselineRule
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,8 @@ DATABASE_FILE = "listener.sqlite"
 class Listener:
     """All parts of the listener, wired with their dependencies."""
 
-    def __init__(self, settings: Settings, pseudonym_key: bytes, data_dir: Path) -> None:
+    def __init__(self, settings: Settings, pseudonym_key: bytes, data_dir: Path,
+                 baseline: BaselineRule) -> None:
         self.settings = settings
         self.secret = pseudonym_key
         state = settings.state_path(data_dir)
@@ -45,7 +47,8 @@ class Listener:
         self.completion = Completion(self.db, self.spool, settings.rules,
                                      settings.completion_idle_s, settings.poll_interval_s,
                                      metrics=self.metrics)
-        finder = (PriorFinder(settings, self.spool, self.db, pseudonym_key, self.metrics)
+        finder = (PriorFinder(settings, baseline, self.spool, self.db, pseudonym_key,
+                              self.metrics)
                   if settings.priors.pacs is not None else None)
         self.pairer = Pairer(self.db, self.peers, finder, settings.priors,
                              settings.poll_interval_s, self.metrics)

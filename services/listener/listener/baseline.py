@@ -3,11 +3,11 @@ of it to retrieve.
 
 Pure functions over what C-FIND returned (:mod:`listener.qr`): no network, no database. A study
 is earlier when its Study Date and Time come before the current study's (a study without a
-valid date cannot be placed in time and is left out). The baseline is the earliest, the most
-recent, or the most recent radiotherapy-planning study (Study or Series Description matching a
-regular expression, case-insensitive; without one, a configured fallback). Of the chosen study,
-the series to retrieve is a CT series that a routing rule would process, the one with the most
-instances (of a planning study, a planning series first).
+valid date cannot be placed in time and is left out). The baseline follows the rule shared with
+the registrar's history (``common.baseline``, :mod:`spinemets.baseline`): the earliest, the most
+recent, or the most recent radiotherapy-planning study. Of the chosen study, the series to
+retrieve is a CT series that a routing rule would process, the one with the most instances (of
+a planning study, a planning series first).
 """
 
 from __future__ import annotations
@@ -16,16 +16,12 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Literal
 
 from listener.routing import SeriesAttributes, mismatch
 from listener.settings import Rule
-
-_DATE = re.compile(r"^\d{8}$")
-_TIME = re.compile(r"^(\d{2})(\d{2})?(\d{2})?(\.\d{1,6})?$")
-
-Policy = Literal["earliest", "most_recent", "planning"]
-Fallback = Literal["earliest", "most_recent", "none"]
+from spinemets import baseline
+from spinemets.baseline import moment
+from spinemets.config import BaselineRule
 
 
 @dataclass(frozen=True)
@@ -57,17 +53,6 @@ class Choice:
     study: StudyMatch
     series: SeriesMatch
     why: str
-
-
-def moment(study_date: str, study_time: str) -> str | None:
-    """Sortable ``YYYYMMDDHHMMSS.FFFFFF`` of a DICOM date and time (no time: midnight); ``None``
-    when the date is missing or either value is malformed."""
-    day, clock = study_date.strip(), study_time.strip()
-    match = _TIME.match(clock or "00")
-    if not _DATE.match(day) or match is None:
-        return None
-    hours, minutes, seconds, fraction = match.groups()
-    return f"{day}{hours}{minutes or '00'}{seconds or '00'}{(fraction or '.').ljust(7, '0')}"
 
 
 def date_range(study_date: str, max_age_days: int) -> str:
@@ -109,25 +94,17 @@ def best_series(series: Sequence[SeriesMatch], rules: Sequence[Rule],
 
 
 def choose(studies: Sequence[StudyMatch], series_of: Callable[[StudyMatch], Sequence[SeriesMatch]],
-           rules: Sequence[Rule], policy: Policy, planning: str, fallback: Fallback
-           ) -> Choice | None:
-    """The baseline among ``studies`` (oldest first) per ``policy``, its series looked up with
+           rules: Sequence[Rule], rule: BaselineRule) -> Choice | None:
+    """The baseline among ``studies`` (oldest first) per ``rule``, its series looked up with
     ``series_of`` only as needed; ``None`` if no study has a series the routing rules would
-    process (or, with ``planning``, none is a planning study and ``fallback`` is ``none``)."""
-    pattern = re.compile(planning, re.IGNORECASE)
-    if policy == "planning":
-        for study in reversed(studies):
-            series = series_of(study)
-            if pattern.search(study.description) or any(
-                    pattern.search(s.description) for s in series):
-                best = best_series(series, rules, pattern)
-                if best is not None:
-                    return Choice(study, best, "radiotherapy-planning study")
-        if fallback == "none":
-            return None
-        policy = fallback
-    for study in (studies if policy == "earliest" else reversed(studies)):
-        best = best_series(series_of(study), rules)
-        if best is not None:
-            return Choice(study, best, f"{policy.replace('_', ' ')} earlier study")
-    return None
+    process (or, with ``planning``, none is a planning study and the fallback is ``none``)."""
+    def descriptions(study: StudyMatch) -> list[str]:
+        return [study.description, *(s.description for s in series_of(study))]
+
+    def resolve(study: StudyMatch, prefer: re.Pattern[str] | None
+                ) -> tuple[StudyMatch, SeriesMatch] | None:
+        best = best_series(series_of(study), rules, prefer)
+        return None if best is None else (study, best)
+
+    chosen = baseline.choose(studies, rule, descriptions, resolve)
+    return None if chosen is None else Choice(*chosen.found, chosen.why)

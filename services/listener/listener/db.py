@@ -18,6 +18,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from spinemets.sqlite import migrate
+
 
 class SeriesState(StrEnum):
     RECEIVING = "receiving"
@@ -92,6 +94,10 @@ _MIGRATIONS = (
         requested REAL NOT NULL, retrieved REAL, deadline REAL);
     CREATE INDEX prior_requests_series ON prior_requests(series_uid);
     """,
+    # 2: the Study Description, which the baseline rule "planning" looks at.
+    """
+    ALTER TABLE series ADD COLUMN study_description TEXT NOT NULL DEFAULT '';
+    """,
 )
 
 
@@ -110,6 +116,7 @@ class InstanceHeader:
     study_date: str
     study_time: str
     calling_ae: str
+    study_description: str = ""
 
 
 @dataclass(frozen=True)
@@ -128,6 +135,7 @@ class Series:
     state: SeriesState
     reason: str | None
     instance_count: int
+    study_description: str = ""
 
 
 @dataclass(frozen=True)
@@ -182,7 +190,8 @@ class Job:
 
 _SERIES_COLUMNS = ("series_uid, study_uid, patient_key, modality, description, sop_class_uid, "
                    "study_date, study_time, calling_ae, first_received, last_received, state, "
-                   "reason, (SELECT count(*) FROM instances i WHERE i.series_uid = s.series_uid)")
+                   "reason, (SELECT count(*) FROM instances i WHERE i.series_uid = s.series_uid), "
+                   "study_description")
 _JOB_COLUMNS = ("j.id, j.series_uid, s.study_uid, j.rule, j.roles, j.state, j.reason, j.attempts, "
                 "j.next_attempt_at, j.created, j.updated, j.has_prior, j.prior_study_uid, "
                 "j.prior_series_uid, j.prior_study_date, j.purpose, j.pairing_note")
@@ -190,7 +199,7 @@ _JOB_COLUMNS = ("j.id, j.series_uid, s.study_uid, j.rule, j.roles, j.state, j.re
 
 def _series(row: tuple[Any, ...]) -> Series:
     return Series(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
-                  row[9], row[10], SeriesState(row[11]), row[12], row[13])
+                  row[9], row[10], SeriesState(row[11]), row[12], row[13], row[14])
 
 
 def _job(row: tuple[Any, ...]) -> Job:
@@ -199,19 +208,6 @@ def _job(row: tuple[Any, ...]) -> Job:
     return Job(row[0], row[1], row[2], row[3], tuple(json.loads(row[4])), JobState(row[5]),
                row[6], row[7], row[8], row[9], row[10], has_prior, prior, JobPurpose(row[15]),
                row[16])
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring the schema to the latest version, one transaction per step."""
-    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
-        try:
-            conn.executescript(f"BEGIN IMMEDIATE; {script.strip()} "
-                               f"PRAGMA user_version = {number}; COMMIT;")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
 
 
 class Database:
@@ -224,7 +220,7 @@ class Database:
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._conn.executescript(_SCHEMA)
-        _migrate(self._conn)
+        migrate(self._conn, _MIGRATIONS)
 
     def close(self) -> None:
         with self._lock:
@@ -255,10 +251,11 @@ class Database:
             previous = SeriesState(row[0]) if row else None
             if previous is None:
                 tx.execute(
-                    "INSERT INTO series VALUES (?,?,?,?,?,?,?,?,?,?,?,?,NULL)",
+                    "INSERT INTO series VALUES (?,?,?,?,?,?,?,?,?,?,?,?,NULL,?)",
                     (header.series_uid, header.study_uid, header.patient_key, header.modality,
                      header.description, header.sop_class_uid, header.study_date,
-                     header.study_time, header.calling_ae, now, now, SeriesState.RECEIVING))
+                     header.study_time, header.calling_ae, now, now, SeriesState.RECEIVING,
+                     header.study_description))
             else:
                 tx.execute("UPDATE series SET state = ?, reason = NULL, last_received = ? "
                            "WHERE series_uid = ?",

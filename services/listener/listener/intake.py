@@ -36,6 +36,7 @@ def header_of(ds: Dataset, transfer_syntax: str, calling_ae: str, secret: bytes)
         study_date=str(ds.get("StudyDate", "")),
         study_time=str(ds.get("StudyTime", "")),
         calling_ae=calling_ae,
+        study_description=str(ds.get("StudyDescription", "")),
     )
 
 

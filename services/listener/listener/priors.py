@@ -22,6 +22,8 @@ from listener.db import Database, Prior, Series
 from listener.metrics import PRIOR_OUTCOMES, ListenerMetrics
 from listener.settings import Settings
 from listener.spool import Spool
+from spinemets.baseline import moment
+from spinemets.config import BaselineRule
 from spinemets.errors import SpineMetsError
 
 
@@ -55,12 +57,12 @@ def patient_identity(spool: Spool, series: Series) -> tuple[str, str]:
 class PriorFinder:
     """C-FIND, choice and retrieval of priors from the configured PACS."""
 
-    def __init__(self, settings: Settings, spool: Spool, db: Database, secret: bytes,
-                 metrics: ListenerMetrics) -> None:
+    def __init__(self, settings: Settings, rule: BaselineRule, spool: Spool, db: Database,
+                 secret: bytes, metrics: ListenerMetrics) -> None:
         pacs = settings.priors.pacs
         if pacs is None:
             raise ValueError("no PACS configured in listener.priors.pacs")
-        self.settings, self.priors = settings, settings.priors
+        self.settings, self.priors, self.rule = settings, settings.priors, rule
         self.peer = qr.Peer(pacs, settings.ae_title, self.priors.timeout_s,
                             self.priors.retrieve_timeout_s)
         self._store = functools.partial(scp.handle_store, spool=spool, db=db, secret=secret,
@@ -73,7 +75,7 @@ class PriorFinder:
         patient_id, issuer = patient_identity(self.spool, series)
         if not patient_id:
             return Search(None, pairing_note("not_searchable", "the study has no Patient ID"))
-        if baseline.moment(series.study_date, series.study_time) is None:
+        if moment(series.study_date, series.study_time) is None:
             return Search(None, pairing_note("not_searchable",
                                              "the study has no valid Study Date"))
         dates = baseline.date_range(series.study_date, self.priors.max_age_days)
@@ -85,14 +87,12 @@ class PriorFinder:
             def series_of(study: StudyMatch) -> tuple[SeriesMatch, ...]:
                 return tuple(find.series(study.study_uid))
 
-            choice = baseline.choose(studies, series_of, self.settings.rules,
-                                     self.priors.baseline, self.priors.planning_description,
-                                     self.priors.planning_fallback)
+            choice = baseline.choose(studies, series_of, self.settings.rules, self.rule)
         if choice is None:
             return Search(None, pairing_note("not_in_pacs", (
                 f"no earlier CT study of the patient in {self.peer.name}" if not studies else
                 f"none of the {len(studies)} earlier CT studies of the patient in "
-                f"{self.peer.name} is a baseline ({self.priors.baseline}, series the routing "
+                f"{self.peer.name} is a baseline ({self.rule.policy}, series the routing "
                 "rules accept)")))
         return Search(Prior(choice.study.study_uid, choice.series.series_uid,
                             choice.study.study_date),

@@ -81,7 +81,8 @@ class Timeouts(Section):
     """Deadline of each downstream call, seconds."""
 
     segment_s: float = Field(default=1800.0, gt=0)
-    #: Pair includes the registrar's per-vertebra registration of a follow-up with its prior.
+    #: Pair includes the registrar's per-vertebra registration of a follow-up with its prior
+    #: (docs/configuration.md: why it is far above the time that takes).
     pair_s: float = Field(default=600.0, gt=0)
     assess_s: float = Field(default=600.0, gt=0)
     deliver_s: float = Field(default=600.0, gt=0)
@@ -95,11 +96,9 @@ class Pacs(Section):
     port: int = Field(gt=0, le=65535)
 
 
-Baseline = Literal["earliest", "most_recent", "planning"]
-
-
 class PriorSettings(Section):
-    """Finding a prior study in a PACS when the registrar's history has none (``priors``)."""
+    """Finding a prior study in a PACS when the registrar's history has none (``priors``); the
+    baseline among the patient's earlier studies follows ``common.baseline``."""
 
     #: The PACS queried (C-FIND) and retrieved from; ``None``: the registrar's history only.
     pacs: Pacs | None = None
@@ -108,13 +107,6 @@ class PriorSettings(Section):
     retrieve: Literal["move", "get"] = "move"
     #: AE title the PACS sends a C-MOVE's instances to; ``None``: the listener's own.
     move_destination: AETitle | None = None
-    #: Which earlier CT study is the baseline: the earliest, the most recent, or the most recent
-    #: radiotherapy-planning study (Study or Series Description matching
-    #: ``planning_description``), else ``planning_fallback``.
-    baseline: Baseline = "most_recent"
-    planning_description: Annotated[str, AfterValidator(_regex)] = (
-        r"\b(RT|radiotherap\w*|planning|simulation)\b")
-    planning_fallback: Literal["earliest", "most_recent", "none"] = "most_recent"
     #: Only studies at most this many days older than the current one; 0: any age.
     max_age_days: int = Field(default=0, ge=0)
     #: Association, network and C-FIND response timeout, seconds.

@@ -86,7 +86,9 @@ def pair(peers: Peers, job: Job, series: Series, job_dir: Path) -> Prior | None:
     reply = peers.registrar.Pair(
         registrar_pb2.PairRequest(series=series_ref(job), patient_key=series.patient_key,
                                   study_date=series.study_date, study_time=series.study_time,
-                                  data_service=peers.data_service if report else ""),
+                                  data_service=peers.data_service if report else "",
+                                  study_description=series.study_description,
+                                  series_description=series.description),
         timeout=peers.timeouts.pair_s, metadata=grpcutil.job_metadata(job.id))
     kept = job_dir / LONGITUDINAL_FILE
     kept.unlink(missing_ok=True)

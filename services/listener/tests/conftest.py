@@ -17,6 +17,7 @@ from listener_testkit import PSEUDONYM_KEY, Downstream, listener_settings
 
 from listener.app import Listener
 from peers import Orthanc
+from spinemets.config import BaselineRule
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +45,7 @@ def start_listener(tmp_path: Path, downstream: Downstream) -> Iterator[Callable[
 
     def start(**overrides: Any) -> Listener:
         settings = listener_settings(tmp_path / "state", downstream.address, **overrides)
-        app = Listener(settings, PSEUDONYM_KEY, tmp_path)
+        app = Listener(settings, PSEUDONYM_KEY, tmp_path, BaselineRule())
         app.start()
         started.append(app)
         return app

@@ -1,5 +1,5 @@
-"""Choice of the baseline among a patient's earlier studies and of the series to retrieve:
-pure functions, no I/O; and the settings that configure them."""
+"""Choice of the baseline among a patient's earlier studies in the PACS and of the series to
+retrieve: pure functions, no I/O; and the settings that configure the search."""
 
 from __future__ import annotations
 
@@ -14,12 +14,11 @@ from listener.baseline import (
     choose,
     date_range,
     earlier,
-    moment,
 )
-from listener.settings import PriorSettings, Rule, Settings
+from listener.settings import Rule, Settings
+from spinemets.config import BaselineRule
 
 RULES = (Rule(name="ct-spine", min_slices=20),)
-PLANNING = PriorSettings().planning_description
 
 
 def study(uid: str, date: str, time: str = "", description: str = "", patient: str = "P1",
@@ -34,17 +33,9 @@ def series(uid: str, instances: int = 100, description: str = "CT spine",
 
 def pick(studies: Sequence[StudyMatch], catalogue: dict[str, list[SeriesMatch]], policy: str,
          fallback: str = "most_recent") -> tuple[str, str] | None:
-    choice = choose(studies, lambda s: catalogue.get(s.study_uid, []), RULES,
-                    policy, PLANNING, fallback)  # type: ignore[arg-type]
+    rule = BaselineRule.model_validate({"policy": policy, "planning_fallback": fallback})
+    choice = choose(studies, lambda s: catalogue.get(s.study_uid, []), RULES, rule)
     return None if choice is None else (choice.study.study_uid, choice.series.series_uid)
-
-
-def test_moment_orders_dicom_dates_and_times() -> None:
-    assert moment("20240102", "1015") == moment("20240102", "101500") == "20240102101500.000000"
-    assert moment("20240102", "") == "20240102000000.000000"
-    assert moment("20240102", "101500.5") == "20240102101500.500000"
-    assert moment("", "1015") is None and moment("2024-01-02", "") is None
-    assert moment("20240102", "10:15") is None
 
 
 def test_date_range_ends_on_the_study_date() -> None:
@@ -128,8 +119,7 @@ def test_best_series_routes_like_the_listener_and_prefers_more_slices() -> None:
 
 @pytest.mark.parametrize(("priors", "message"), [
     ({"pacs": {"ae_title": "PACS", "host": "pacs", "port": 104}}, "not in allowed_callers"),
-    ({"baseline": "newest"}, "priors.baseline"),
-    ({"planning_description": "(unclosed"}, "not a valid regular expression"),
+    ({"baseline": "earliest"}, "priors.baseline"),  # the rule is common.baseline
     ({"wait_s": 0}, "priors.wait_s"),
 ])
 def test_prior_settings_are_checked(priors: dict[str, object], message: str) -> None:

@@ -25,8 +25,10 @@ def test_a_database_of_the_previous_schema_is_migrated(tmp_path: Path) -> None:
         assert (job.state, job.purpose, job.pairing_note, job.has_prior) == (
             JobState.PAIRED, JobPurpose.STUDY, None, False)
         assert db.prior_request(job.id) is None
+        series = db.series("1.2.3.4")
+        assert series is not None and series.study_description == ""
     finally:
         db.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
     Database(path).close()  # opening a migrated database again changes nothing

@@ -46,6 +46,8 @@ def test_pipeline_runs_every_step_with_pseudonymous_patient(
         start_listener: StartListener, downstream: Downstream) -> None:
     app = start_listener()
     series = ct_series(slices=6, patient_id="PID-0042")
+    for ds in series:
+        ds.StudyDescription = "RT planning thorax"
     send(series, app.dicom_port)
     [job] = finished(app, series)
     assert job.state == JobState.DELIVERED and job.has_prior is False and job.reason is None
@@ -56,6 +58,9 @@ def test_pipeline_runs_every_step_with_pseudonymous_patient(
     assert request.data_service == app.data_service_address
     [pairing] = downstream.registrar.history[patient_key("PID-0042", "TEST", PSEUDONYM_KEY)]
     assert pairing.study_date == "20240102" and "PID-0042" not in str(pairing)
+    # the descriptions the registrar's baseline rule "planning" looks at
+    assert (pairing.study_description, pairing.series_description) == (
+        "RT planning thorax", "CT spine")
     [maps] = downstream.risk.label_maps
     # the label map made from the streamed volume is the one that reached risk
     np.testing.assert_array_equal(maps[0].array != 0, expected_hu(series) > -900)

@@ -15,7 +15,7 @@ def main() -> int:
     service_metrics = RegistrarMetrics()
     exporter = start_metrics("registrar", service_metrics, settings.grpc_host,
                              settings.metrics_port)
-    server, history = build(settings, common.data_dir, service_metrics)
+    server, history = build(settings, common.data_dir, common.baseline, service_metrics)
     server.start()
     server.set_serving(True)
     try:

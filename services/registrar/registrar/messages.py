@@ -27,13 +27,14 @@ def _change(c: VertebraChange) -> longitudinal_pb2.VertebraChange:
         stable_lesions=count["stable"])
 
 
-def longitudinal(prior: volume_pb2.SeriesRef, comparison: Comparison, changes_omitted: str
-                 ) -> longitudinal_pb2.Longitudinal:
-    """The message of ``comparison`` with ``prior``; ``changes_omitted``: why it has no
-    lesion change ("" when it has)."""
+def longitudinal(prior: volume_pb2.SeriesRef, prior_study_date: str, comparison: Comparison,
+                 changes_omitted: str) -> longitudinal_pb2.Longitudinal:
+    """The message of ``comparison`` with ``prior`` (of ``prior_study_date``);
+    ``changes_omitted``: why it has no lesion change ("" when it has)."""
     registration = comparison.registration
     return longitudinal_pb2.Longitudinal(
         prior=prior, registrations=[_registration(v) for v in registration.vertebrae],
         skipped=[longitudinal_pb2.SkippedVertebra(level=s.level, reason=s.reason)
                  for s in registration.skipped],
-        changes=[_change(c) for c in comparison.changes], changes_omitted=changes_omitted)
+        changes=[_change(c) for c in comparison.changes], changes_omitted=changes_omitted,
+        prior_study_date=prior_study_date)

@@ -19,6 +19,7 @@ from registrar.longitudinal import compare
 from registrar.metrics import RegistrarMetrics
 from registrar.settings import Settings
 from spinemets import grpcutil, logs
+from spinemets.config import BaselineRule
 from spinemets.v1 import longitudinal_pb2, registrar_pb2, registrar_pb2_grpc, volume_pb2
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,8 @@ class RegistrarServicer(registrar_pb2_grpc.RegistrarServiceServicer):
             with self.metrics.stage("pairing"):
                 prior = self.history.pair(request.patient_key, Study(
                     series.study_instance_uid, series.series_instance_uid, request.study_date,
-                    request.study_time))
+                    request.study_time, request.study_description,
+                    request.series_description))
                 log.info("study recorded", extra=logs.fields(has_prior=prior is not None))
             self.metrics.pairings.labels(prior="none" if prior is None else "found").inc()
             if prior is None:
@@ -58,7 +60,8 @@ class RegistrarServicer(registrar_pb2_grpc.RegistrarServiceServicer):
         """Fill ``reply.longitudinal``, or ``reply.registration_problem`` if that fails."""
         try:
             with self.metrics.stage("registration"):
-                reply.longitudinal.CopyFrom(self._longitudinal(request, prior, timeout))
+                reply.longitudinal.CopyFrom(self._longitudinal(request, prior,
+                                                               reply.prior_study_date, timeout))
         except grpc.RpcError as exc:
             reply.registration_problem = (f"fetching the studies failed: "
                                           f"{exc.code().name.lower()}: {exc.details()}")
@@ -77,7 +80,8 @@ class RegistrarServicer(registrar_pb2_grpc.RegistrarServiceServicer):
             failed=sum(v.failed for v in found.registrations), changes=len(found.changes)))
 
     def _longitudinal(self, request: registrar_pb2.PairRequest, prior: volume_pb2.SeriesRef,
-                      timeout: float | None) -> longitudinal_pb2.Longitudinal:
+                      prior_study_date: str, timeout: float | None
+                      ) -> longitudinal_pb2.Longitudinal:
         before = studies.fetch(request.data_service, prior, timeout)
         now = studies.fetch(request.data_service, request.series, timeout)
         comparison = compare(before, now, self.settings.registration, self.settings.change)
@@ -85,13 +89,14 @@ class RegistrarServicer(registrar_pb2_grpc.RegistrarServiceServicer):
         omitted = ("" if before.lesions is not None and now.lesions is not None
                    else "no lesion label map in the "
                    + ("prior study" if before.lesions is None else "current study"))
-        return messages.longitudinal(prior, comparison, omitted)
+        return messages.longitudinal(prior, prior_study_date, comparison, omitted)
 
 
-def build(settings: Settings, data_dir: Path, metrics: RegistrarMetrics | None = None
-          ) -> tuple[grpcutil.Server, History]:
-    """The gRPC server with RegistrarService and health, not yet started, and its history."""
-    history = History(settings.database_path(data_dir))
+def build(settings: Settings, data_dir: Path, rule: BaselineRule,
+          metrics: RegistrarMetrics | None = None) -> tuple[grpcutil.Server, History]:
+    """The gRPC server with RegistrarService and health, not yet started, and its history
+    (choosing priors by ``rule``)."""
+    history = History(settings.database_path(data_dir), rule)
     server = grpcutil.Server("registrar", f"{settings.grpc_host}:{settings.grpc_port}")
     server.add(registrar_pb2_grpc.add_RegistrarServiceServicer_to_server,
                RegistrarServicer(history, settings, metrics))

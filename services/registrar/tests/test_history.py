@@ -1,4 +1,4 @@
-"""Pairing a study with the patient's most recent earlier study."""
+"""Pairing a study with its prior among the patient's earlier studies, by the baseline rule."""
 
 from __future__ import annotations
 
@@ -9,18 +9,21 @@ from pathlib import Path
 import pytest
 
 from registrar.history import History, Study, taken_at
+from spinemets.config import BaselineRule
 from spinemets.errors import InputError
 
 PATIENT = "a1b2c3d4e5f60718"
 
 
-def study(n: int, date: str, time: str = "120000", series: int = 1) -> Study:
-    return Study(f"1.2.826.0.1.{n}", f"1.2.826.0.1.{n}.{series}", date, time)
+def study(n: int, date: str, time: str = "120000", series: int = 1, described: str = "",
+          series_described: str = "") -> Study:
+    return Study(f"1.2.826.0.1.{n}", f"1.2.826.0.1.{n}.{series}", date, time, described,
+                 series_described)
 
 
 @pytest.fixture
 def history(tmp_path: Path) -> Iterator[History]:
-    h = History(tmp_path / "history.db")
+    h = History(tmp_path / "history.db", BaselineRule())
     yield h
     h.close()
 
@@ -78,10 +81,10 @@ def test_a_study_without_date_is_never_paired(history: History) -> None:
 
 
 def test_history_survives_a_restart(tmp_path: Path) -> None:
-    first = History(tmp_path / "h.db")
+    first = History(tmp_path / "h.db", BaselineRule())
     first.pair(PATIENT, study(1, "20220101"))
     first.close()
-    reopened = History(tmp_path / "h.db")
+    reopened = History(tmp_path / "h.db", BaselineRule())
     assert reopened.pair(PATIENT, study(2, "20230101")) == study(1, "20220101")
     reopened.close()
 
@@ -103,3 +106,54 @@ def test_dicom_dates_and_times_become_sortable(date: str, time: str,
 def test_malformed_dates_are_input_errors(history: History, date: str, time: str) -> None:
     with pytest.raises(InputError, match="not DICOM DA/TM"):
         history.pair(PATIENT, study(1, date, time))
+
+
+def test_the_earliest_rule_pairs_every_follow_up_with_the_first_study(tmp_path: Path) -> None:
+    history = History(tmp_path / "h.db", BaselineRule(policy="earliest"))
+    history.pair(PATIENT, study(1, ""))  # undated: never a prior
+    history.pair(PATIENT, study(2, "20220101"))
+    history.pair(PATIENT, study(3, "20220601"))
+    assert history.pair(PATIENT, study(4, "20230101")) == study(2, "20220101")
+    assert history.pair(PATIENT, study(5, "20211231")) is None
+    assert history.pair(PATIENT, study(6, "20240101")) == study(5, "20211231")
+    history.close()
+
+
+def test_the_planning_rule_finds_the_planning_study_by_either_description(
+        tmp_path: Path) -> None:
+    history = History(tmp_path / "h.db", BaselineRule(policy="planning",
+                                                      planning_fallback="none"))
+    plan = study(1, "20220101", described="RT planning CT thorax")
+    history.pair(PATIENT, plan)
+    history.pair(PATIENT, study(2, "20220301", described="CT spine"))
+    assert history.pair(PATIENT, study(3, "20220601")) == plan
+    # a later planning study by its series: its planning series, not its first one
+    history.pair(PATIENT, study(4, "20230101", series=1, series_described="Thorax 1mm"))
+    simulation = study(4, "20230101", series=2, series_described="Radiotherapy simulation")
+    history.pair(PATIENT, simulation)
+    assert history.pair(PATIENT, study(5, "20230601")) == simulation
+    # without any planning study and no fallback: no prior
+    assert history.pair("another-patient", study(6, "20220101")) is None
+    assert history.pair("another-patient", study(7, "20230101")) is None
+    history.close()
+
+
+def test_a_history_of_the_first_schema_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as old:
+        old.executescript("""
+            CREATE TABLE studies (
+                series_uid TEXT PRIMARY KEY, study_uid TEXT NOT NULL, patient_key TEXT NOT NULL,
+                study_date TEXT NOT NULL, study_time TEXT NOT NULL, taken_at TEXT,
+                recorded_at TEXT NOT NULL);
+            CREATE INDEX studies_patient ON studies(patient_key, taken_at);""")
+        old.execute("INSERT INTO studies VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    ("1.2.826.0.1.1.1", "1.2.826.0.1.1", PATIENT, "20220101", "120000",
+                     "20220101120000.000000", "2024-01-01T00:00:00+00:00"))
+    old.close()
+    history = History(path, BaselineRule())
+    assert history.pair(PATIENT, study(2, "20230101")) == study(1, "20220101")
+    history.close()
+    with sqlite3.connect(path) as reopened:
+        assert reopened.execute("PRAGMA user_version").fetchone() == (1,)
+    reopened.close()

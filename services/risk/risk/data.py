@@ -1,4 +1,5 @@
-"""Client of the listener's data service: the CT volume and the instance headers of a series."""
+"""Client of the listener's data service: the CT volume, the instance headers and the label maps
+of a series."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from spinemets import volumes
+from spinemets import labelmaps, volumes
 from spinemets.errors import InputError, SpineMetsError
 from spinemets.geometry import Volume
 from spinemets.grpcutil import channel, error_reason, is_permanent
+from spinemets.labelmaps import LabelMap
 from spinemets.v1 import listener_pb2, listener_pb2_grpc, volume_pb2
 
 T = TypeVar("T")
@@ -60,6 +62,12 @@ class DataClient:
             stub = listener_pb2_grpc.DataServiceStub(ch)  # type: ignore[no-untyped-call]
             return _call(lambda: headers_from_chunks(
                 stub.StreamInstances(series, timeout=self.timeout)))
+
+    def label_maps(self, series: volume_pb2.SeriesRef) -> list[LabelMap]:
+        with channel(self.address) as ch:
+            stub = listener_pb2_grpc.DataServiceStub(ch)  # type: ignore[no-untyped-call]
+            return _call(lambda: labelmaps.from_chunks(
+                stub.StreamLabelMaps(series, timeout=self.timeout)))
 
 
 def _call(fetch: Callable[[], T]) -> T:

@@ -15,12 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.filereader import read_file_meta_info
 from pynetdicom import AE
-from pynetdicom.sop_class import (  # type: ignore[attr-defined]
-    Comprehensive3DSRStorage,
-    SegmentationStorage,
-)
 
 from risk.metrics import RiskMetrics
 from risk.outbox import Entry, Outbox
@@ -51,11 +47,13 @@ def send(destination: Destination, files: Sequence[Path], calling_ae: str, timeo
          ) -> list[int | None]:
     """C-STORE ``files`` in order over one association; status per file, None if not sent.
 
-    Stops at the first failure. A rejected or failed association yields only ``None``.
+    Proposes one presentation context per SOP Class and Transfer Syntax among the files (SEG,
+    SR, Encapsulated PDF, Secondary Capture). Stops at the first failure. A rejected or failed
+    association yields only ``None``.
     """
     ae = AE(ae_title=calling_ae)
-    for sop_class in (SegmentationStorage, Comprehensive3DSRStorage):
-        ae.add_requested_context(sop_class, ExplicitVRLittleEndian)
+    for sop_class, syntax in _contexts(files):
+        ae.add_requested_context(sop_class, syntax)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = timeout
     statuses: list[int | None] = [None] * len(files)
     assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
@@ -76,6 +74,13 @@ def send(destination: Destination, files: Sequence[Path], calling_ae: str, timeo
         if assoc.is_established:
             assoc.release()
     return statuses
+
+
+def _contexts(files: Sequence[Path]) -> list[tuple[str, str]]:
+    """The (SOP Class, Transfer Syntax) of each file, once each: the contexts to propose."""
+    metas = [read_file_meta_info(path) for path in files]
+    return list(dict.fromkeys((str(m.MediaStorageSOPClassUID), str(m.TransferSyntaxUID))
+                              for m in metas))
 
 
 Sender = Callable[[Destination, Sequence[Path]], list[int | None]]

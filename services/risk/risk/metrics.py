@@ -4,8 +4,8 @@
   ``delivery`` (C-STORE of an outbox entry to every destination, retries included);
 - ``delivery_retries_total``: C-STORE attempts after the first, per destination and call;
 - ``delivery_failures_total``: destinations still lacking objects when a Deliver call gives up;
-- ``objects_delivered_total{kind}``: result objects acknowledged by a destination, ``SEG`` or
-  ``SR``.
+- ``objects_delivered_total{kind}``: result objects acknowledged by a destination, ``SEG``,
+  ``SR``, ``DOC`` (the report PDF) or ``OT`` (its Secondary Capture pages).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from spinemets.metrics import ServiceMetrics, init_labels
 
 STAGES = ("assessment", "delivery")
 #: Kinds of result objects (their modality).
-KINDS = ("SEG", "SR")
+KINDS = ("SEG", "SR", "DOC", "OT")
 
 
 class RiskMetrics(ServiceMetrics):

@@ -1,10 +1,12 @@
 """The durable outbox: result objects of each series, kept until (and after) delivery.
 
-Layout: ``<root>/<series uid>/`` holds ``seg.dcm``, ``sr.dcm``, ``measurements.json`` (what was
-measured and which objects were written, in delivery order) and ``delivered.json`` (per
-destination, the SOP Instance UIDs it has acknowledged). An entry is written in a staging
-folder (every file fsynced) and renamed into place, so a reader sees a whole entry or none.
-Writing an entry again (a re-run) replaces it and clears its delivery marks.
+Layout: ``<root>/<series uid>/`` holds one file per object named by its modality (``seg.dcm``,
+``sr.dcm``, the report's ``doc.dcm`` and ``ot.dcm``, ``ot-2.dcm``... for its pages),
+``measurements.json`` (what was measured and which objects were written, in delivery order)
+and ``delivered.json`` (per destination, the SOP Instance UIDs it has acknowledged). An entry
+is written in a staging folder (every file fsynced) and renamed into place, so a reader sees a
+whole entry or none. Writing an entry again (a re-run) replaces it and clears its delivery
+marks.
 """
 
 from __future__ import annotations
@@ -73,6 +75,13 @@ def _write_json(path: Path, value: Any) -> None:
     _write_bytes(path, json.dumps(value, indent=1, sort_keys=True).encode())
 
 
+def _file_name(ds: Dataset, before: Sequence[Dataset]) -> str:
+    """``<modality>.dcm``, numbered from the second object of the same modality on."""
+    modality = str(ds.Modality)
+    n = 1 + sum(str(other.Modality) == modality for other in before)
+    return f"{modality.lower()}.dcm" if n == 1 else f"{modality.lower()}-{n}.dcm"
+
+
 class Outbox:
     """Result objects per series under ``root``; safe for concurrent use by threads."""
 
@@ -97,9 +106,9 @@ class Outbox:
     def put(self, series_uid: str, objects: Sequence[Dataset], record: dict[str, Any]) -> Entry:
         """Store ``objects`` (in delivery order) and ``record``, replacing an earlier entry."""
         stored = tuple(
-            StoredObject(f"{str(ds.Modality).lower()}.dcm", str(ds.Modality), str(ds.SOPClassUID),
+            StoredObject(_file_name(ds, objects[:n]), str(ds.Modality), str(ds.SOPClassUID),
                          str(ds.SOPInstanceUID), str(ds.SeriesInstanceUID))
-            for ds in objects)
+            for n, ds in enumerate(objects))
         with self.locked(series_uid) as final:
             staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
             for ds, obj in zip(objects, stored, strict=True):

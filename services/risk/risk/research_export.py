@@ -7,6 +7,12 @@ table), under a schema version. It holds no patient name, ID or birth date; the 
 stature and sex used by the load model are included because the loads depend on them. The
 risk service stores it as the ``risk`` section of each outbox entry's ``measurements.json``;
 :func:`write` writes it as a file of its own.
+
+Its ``change`` section (a follow-up only; ``null`` otherwise) holds the change of every
+vertebra since the prior study (:mod:`risk.change_over_time`): the prior's UIDs, each study's
+calibration, the strength method and activities, per level the registrar's verdict and each
+quantity's ``prior``, ``current``, ``change`` and ``percent`` (of the prior; ``null`` where not
+reported), and the levels assessed in one study only; or why the change is missing.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from risk.change_over_time import SpineChange
 from risk.frames import Frame
 from risk.loads import DE_LEVA_1996
 from risk.spine import SpineAssessment
@@ -60,8 +67,26 @@ def to_json(value: Any) -> Any:
     return value
 
 
-def document(assessment: SpineAssessment) -> dict[str, Any]:
-    """The export document of one series' assessment."""
+def change_section(change: SpineChange | Missing) -> dict[str, Any]:
+    """The ``change`` section: the change since the prior study, or why it is missing."""
+    if isinstance(change, Missing):
+        return {"missing": change.reason, "detail": change.detail}
+    return {
+        "prior": {"study_instance_uid": change.prior_study_uid,
+                  "series_instance_uid": change.prior_series_uid},
+        "calibration": {"prior": change.prior_calibration,
+                        "current": change.current_calibration},
+        "strength_method": change.strength_method,
+        "activities": [a.name for a in change.activities],
+        "levels": to_json(change.levels),
+        "not_compared": to_json(change.not_compared),
+    }
+
+
+def document(assessment: SpineAssessment,
+             change: SpineChange | Missing | None = None) -> dict[str, Any]:
+    """The export document of one series' assessment and, for a follow-up, its ``change``
+    since the prior study."""
     body = assessment.body
     return {
         "schema": SCHEMA,
@@ -75,6 +100,7 @@ def document(assessment: SpineAssessment) -> dict[str, Any]:
                     "lesion_types": assessment.lesion_types.model_dump(mode="json")},
         "vertebrae": [to_json(v) for v in assessment.vertebrae],
         "muscles": to_json(assessment.muscles),
+        "change": None if change is None else change_section(change),
     }
 
 

@@ -13,6 +13,8 @@ from risk.data import DataClient
 from risk.delivery import deliver, send
 from risk.metrics import RiskMetrics
 from risk.outbox import Outbox
+from risk.prior_study import PriorAssessments
+from risk.response import assess_response
 from risk.settings import Settings
 from spinemets import grpcutil, labelmaps, logs
 from spinemets.errors import InputError
@@ -34,6 +36,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                  metrics: RiskMetrics | None = None) -> None:
         self.settings, self.outbox = settings, outbox
         self.metrics = metrics if metrics is not None else RiskMetrics()
+        self.priors = PriorAssessments(settings)
 
     @grpcutil.guarded
     def Assess(self, request_iterator: Iterator[risk_pb2.AssessChunk],  # noqa: N802
@@ -57,16 +60,9 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
             result = assess(series.study_instance_uid, series.series_instance_uid,
                             data.volume(series), data.headers(series), maps, self.settings,
                             self.outbox, prior,
-                            header.longitudinal if header.HasField("longitudinal") else None)
-        return risk_pb2.AssessResponse(
-            vertebrae=[risk_pb2.VertebraMeasurement(level=m.level, volume_ml=m.volume_ml,
-                                                    mean_hu=m.mean_hu, segment_number=n)
-                       for n, m in enumerate(result.vertebrae, start=1)],
-            objects=[risk_pb2.ResultObject(sop_class_uid=o.sop_class_uid,
-                                           sop_instance_uid=o.sop_instance_uid,
-                                           series_instance_uid=o.series_instance_uid,
-                                           modality=o.modality)
-                     for o in result.objects])
+                            header.longitudinal if header.HasField("longitudinal") else None,
+                            functools.partial(self.priors.assessment, data, header.prior))
+        return assess_response(result)
 
     @grpcutil.guarded
     def Deliver(self, request: volume_pb2.SeriesRef,  # noqa: N802

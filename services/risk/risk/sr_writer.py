@@ -15,6 +15,13 @@ identifier and UID, category and type, the model that found it and its Volume (m
 (finding site the muscle with its laterality), and each lesion segment of one vertebra and type
 (finding site the vertebra, the lesion type as qualitative evaluation). The observer is the
 vertebra model (a device); the document is unverified and preliminary.
+
+With the risk service's assessment (:class:`~risk.spine.SpineAssessment`), each vertebra group
+also holds its fracture-risk numbers (:mod:`risk.sr_vertebra`), each muscle is reported per
+level and side in groups of its own (:mod:`risk.sr_muscles`), and the report's Qualitative
+Evaluations container records the density calibration and the body parameters
+(:mod:`risk.sr_context`); values that are missing are TEXT items naming the reason
+(:mod:`risk.sr_items`).
 """
 
 from __future__ import annotations
@@ -24,13 +31,20 @@ from collections.abc import Sequence
 import highdicom as hd
 from pydicom.dataset import Dataset
 
+from risk.change_over_time import SpineChange
 from risk.lesion_type import VertebraLesions
 from risk.measure import VertebraMeasurement
 from risk.objects import concept, content_dates
 from risk.provenance import Provenance
 from risk.segments import Segment, plan_segments
 from risk.settings import Equipment
+from risk.spine import SpineAssessment
+from risk.sr_context import context_container
+from risk.sr_items import Content
 from risk.sr_longitudinal import longitudinal_groups
+from risk.sr_muscles import muscle_groups
+from risk.sr_vertebra import vertebra_content
+from risk.values import Missing
 from spinemets import codes
 from spinemets.labelmaps import LabelMap
 from spinemets.v1 import longitudinal_pb2
@@ -46,11 +60,15 @@ def lesion_type_evaluation(lesions: VertebraLesions | None) -> hd.sr.Qualitative
 
 def measurement_group(number: int, m: VertebraMeasurement, seg: Dataset,
                       provenance: Provenance,
-                      lesion_type: hd.sr.QualitativeEvaluation | None = None
+                      lesion_type: hd.sr.QualitativeEvaluation | None = None,
+                      risk: Content | None = None
                       ) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
-    """The TID 1411 group of one vertebra, referencing segment ``number`` of ``seg``."""
+    """The TID 1411 group of one vertebra, referencing segment ``number`` of ``seg``, with
+    its fracture-risk content ``risk`` if there is one."""
     site = concept(m.label.type)
-    return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+    risk = risk or Content()
+    evaluations = [*([] if lesion_type is None else [lesion_type]), *risk.evaluations]
+    group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=provenance.tracking_uid(m.label.name), identifier=m.label.display),
         referenced_segment=hd.sr.ReferencedSegment(
@@ -69,9 +87,12 @@ def measurement_group(number: int, m: VertebraMeasurement, seg: Dataset,
             hd.sr.Measurement(name=concept(codes.ATTENUATION_COEFFICIENT), value=m.mean_hu,
                               unit=concept(codes.HOUNSFIELD_UNIT),
                               derivation=concept(codes.MEAN)),
+            *risk.measurements,
         ],
-        qualitative_evaluations=None if lesion_type is None else [lesion_type],
+        qualitative_evaluations=evaluations or None,
     )
+    risk.append_texts(group)
+    return group
 
 
 def segment_group(number: int, segment: Segment, seg: Dataset, provenance: Provenance
@@ -110,19 +131,24 @@ def build_sr(sources: Sequence[Dataset], seg: Dataset,
              equipment: Equipment, series_number: int, *, muscles: LabelMap | None = None,
              lesions: Sequence[VertebraLesions] | None = None,
              lesion_map: LabelMap | None = None,
-             longitudinal: longitudinal_pb2.Longitudinal | None = None
-             ) -> hd.sr.Comprehensive3DSR:
+             longitudinal: longitudinal_pb2.Longitudinal | None = None,
+             spine: SpineAssessment | None = None,
+             change: SpineChange | None = None) -> hd.sr.Comprehensive3DSR:
     """The SR of the segments of ``seg`` over ``sources``, planned from the same arguments as
     :func:`risk.seg_writer.build_seg`.
 
     ``lesions``: the lesion-type results of ``lesion_map`` (None when no lesion model ran);
-    ``longitudinal``: the comparison with the prior study (:mod:`risk.sr_longitudinal`).
+    ``longitudinal``: the comparison with the prior study (:mod:`risk.sr_longitudinal`);
+    ``spine``: the risk assessment of the series (None when it failed).
     """
     if not measurements:
         raise ValueError("a measurement report needs at least one measurement group")
     by_level = {v.vertebra.name: v for v in lesions or ()}
     others = plan_segments(measurements, provenance, muscles, lesions or (),
                            lesion_map)[len(measurements):]
+    numbered = list(enumerate(others, start=len(measurements) + 1))
+    risk = {} if spine is None else {v.level: vertebra_content(v, spine) for v in spine.vertebrae}
+    per_level = () if spine is None or isinstance(spine.muscles, Missing) else spine.muscles
     observer = hd.sr.ObserverContext(
         observer_type=concept(codes.DEVICE),
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
@@ -134,12 +160,19 @@ def build_sr(sources: Sequence[Dataset], seg: Dataset,
         imaging_measurements=[
             *(measurement_group(number, m, seg, provenance,
                                 None if lesions is None else
-                                lesion_type_evaluation(by_level.get(m.label.name)))
+                                lesion_type_evaluation(by_level.get(m.label.name)),
+                                risk.get(m.level))
               for number, m in enumerate(measurements, start=1)),
             *(segment_group(number, segment, seg, provenance)
-              for number, segment in enumerate(others, start=len(measurements) + 1)),
-            *longitudinal_groups(longitudinal, provenance)],
+              for number, segment in numbered),
+            *muscle_groups(per_level, {s.label.name: (n, s) for n, s in numbered}, seg,
+                           provenance),
+            *longitudinal_groups(longitudinal, provenance, seg,
+                                 {m.level: n for n, m in enumerate(measurements, start=1)},
+                                 change)],
     )
+    if spine is not None:
+        report[0].ContentSequence.append(context_container(spine))
     return hd.sr.Comprehensive3DSR(
         evidence=[*sources, seg],
         content=report,

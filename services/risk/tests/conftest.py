@@ -183,6 +183,31 @@ def dciodvfy() -> Callable[[Path], list[str]]:
     return errors
 
 
+PIXELMED_JAR = Path("/usr/share/java/pixelmed.jar")
+
+
+@pytest.fixture(scope="session")
+def pixelmed() -> Callable[[Path], tuple[str, list[str]]]:
+    """Run PixelMed's ``DicomSRValidator`` on an SR; returns its output and the error lines.
+
+    Its template tables predate TID 1411's algorithm and qualitative evaluation rows, which
+    it only warns about."""
+    if shutil.which("java") is None or not PIXELMED_JAR.exists():
+        pytest.skip("pixelmed-apps (Java) is not installed")
+    limits = [f"-Djdk.xml.{name}=0"
+              for name in ("xpathExprOpLimit", "xpathExprGrpLimit", "xpathTotalOpLimit")]
+
+    def validate(path: Path) -> tuple[str, list[str]]:
+        run = subprocess.run(["java", *limits, "-cp", str(PIXELMED_JAR),
+                              "com.pixelmed.validate.DicomSRValidator", str(path)],
+                             capture_output=True, text=True, check=False, timeout=300)
+        output = run.stdout + run.stderr
+        assert "Root Template Validation Complete" in output, output[-2000:]
+        return output, [line for line in output.splitlines() if line.startswith("Error")]
+
+    return validate
+
+
 # --- phantoms with ground truth (tools/phantom) for the methods of SCIENCE.md ---------------
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"

@@ -20,6 +20,8 @@ from spinemets.labelmaps import LabelMap
 
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 COMPREHENSIVE_3D_SR_STORAGE = "1.2.840.10008.5.1.4.1.1.88.34"
+ENCAPSULATED_PDF_STORAGE = "1.2.840.10008.5.1.4.1.1.104.1"
+SECONDARY_CAPTURE_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
 
 
 def run(outbox: Outbox, volume: Volume, headers: list[Dataset], maps: list[LabelMap]
@@ -38,10 +40,11 @@ def test_outbox_holds_seg_then_sr_and_the_measurements(
     outbox = Outbox(tmp_path)
     result = run(outbox, volume, headers, [label_map])
     assert [(o.modality, o.sop_class_uid) for o in result.objects] == [
-        ("SEG", SEG_STORAGE), ("SR", COMPREHENSIVE_3D_SR_STORAGE)]
+        ("SEG", SEG_STORAGE), ("SR", COMPREHENSIVE_3D_SR_STORAGE),
+        ("DOC", ENCAPSULATED_PDF_STORAGE), ("OT", SECONDARY_CAPTURE_STORAGE)]
     entry = outbox.get(str(headers[0].SeriesInstanceUID))
-    assert sorted(p.name for p in entry.path.iterdir()) == ["measurements.json", "seg.dcm",
-                                                            "sr.dcm"]
+    assert sorted(p.name for p in entry.path.iterdir()) == [
+        "doc.dcm", "measurements.json", "ot.dcm", "seg.dcm", "sr.dcm"]
     for obj in entry.objects:
         ds = dcmread(entry.path / obj.file)
         assert (ds.SOPInstanceUID, ds.SeriesInstanceUID, ds.Modality) == (
@@ -65,7 +68,7 @@ def test_uids_are_the_same_on_rerun_and_change_with_the_model_version(
     assert outbox.delivered(series_uid) == {}  # new content: to be delivered again
     other = run(Outbox(tmp_path / "other"), volume, headers,
                 [dataclasses.replace(label_map, model_version="2")])
-    assert len({u for pair in uids(first) + uids(other) for u in pair}) == 8
+    assert len({u for pair in uids(first) + uids(other) for u in pair}) == 16
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
@@ -103,4 +106,4 @@ def test_a_clinical_model_carries_no_demo_disclaimer(
     seg = dcmread(entry_path / "seg.dcm")
     assert seg.SegmentSequence[0].SegmentAlgorithmName == "vertebrae"
     assert "DEMO" not in seg.SeriesDescription
-    assert len(result.objects) == 2
+    assert len(result.objects) == 4

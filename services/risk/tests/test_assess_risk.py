@@ -42,7 +42,7 @@ def test_phantom_with_muscles_and_lesions_gets_every_number(
     outbox = Outbox(tmp_path / "outbox")
     result = assess(ph.study_uid, ph.series_uid, ph.ct, headers,
                     [ph.vertebrae, ph.muscles, ph.lesions], settings, outbox)
-    assert [o.modality for o in result.objects] == ["SEG", "SR"]
+    assert [o.modality for o in result.objects] == ["SEG", "SR", "DOC", "OT"]
     text = (outbox.get(ph.series_uid).path / "measurements.json").read_text()
     assert "Risk^Tester" not in text and "RISK-TEST-ID" not in text
     risk = json.loads(text)["risk"]

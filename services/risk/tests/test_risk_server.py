@@ -145,7 +145,8 @@ def test_the_comparison_with_the_prior_in_the_header_reaches_the_sr(
     [sr] = [p for p in stack.pacs.received if dcmread(p).Modality == "SR"]
     report = hd.sr.srread(sr).content
     assert isinstance(report, hd.sr.MeasurementReport)
-    [group] = report.get_image_measurement_groups()
+    [group] = [g for g in report.get_volumetric_roi_measurement_groups()
+               if g.tracking_identifier.endswith("since prior study")]
     assert group.tracking_identifier == "L2 vertebra since prior study"
     assert [str(item.UID) for item in group[0].ContentSequence
             if item.ValueType == "UIDREF" and item.name.value == "C-001"] == ["1.2.3.9"]

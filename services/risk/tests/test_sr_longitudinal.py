@@ -62,6 +62,19 @@ def value(group: hd.sr.MeasurementsAndQualitativeEvaluations, key: str
     return None if not found else (found[0].value, found[0].unit.value)
 
 
+def since_prior(report: hd.sr.MeasurementReport
+                ) -> list[hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations]:
+    """The longitudinal groups of the report, in document order."""
+    return [g for g in report.get_volumetric_roi_measurement_groups()
+            if g.tracking_identifier.endswith(" since prior study")]
+
+
+def segment_number(group: hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations) -> int:
+    [number] = [int(item.ReferencedSOPSequence[0].ReferencedSegmentNumber)
+                for item in group[0].ContentSequence if item.ValueType == "IMAGE"]
+    return number
+
+
 def prior_study(group: hd.sr.MeasurementsAndQualitativeEvaluations) -> list[str]:
     return [str(item.UID) for item in group[0].ContentSequence
             if item.ValueType == "UIDREF" and item.name.value == _P["prior_study"].value]
@@ -78,9 +91,14 @@ def test_each_registered_vertebra_has_a_group_with_the_prior_study_and_the_chang
         sr_path: Path, provenance: Provenance) -> None:
     report = hd.sr.srread(sr_path).content
     assert isinstance(report, hd.sr.MeasurementReport)
-    groups = report.get_image_measurement_groups()
+    groups = since_prior(report)
     assert [g.tracking_identifier for g in groups] == [
         f"{level} vertebra since prior study" for level in ("L1", "L2", "L3")]
+    # each references the segment of its vertebra, as the vertebra's own group does
+    own = {g.tracking_identifier.split()[0]: segment_number(g)
+           for g in report.get_volumetric_roi_measurement_groups()
+           if g not in groups}
+    assert [segment_number(g) for g in groups] == [own[level] for level in ("L1", "L2", "L3")]
     assert groups[0].tracking_uid == provenance.uid("longitudinal", "vertebra_L1")
     assert all(prior_study(g) == [PRIOR_STUDY] for g in groups)
     l1, l2, l3 = groups
@@ -93,8 +111,8 @@ def test_each_registered_vertebra_has_a_group_with_the_prior_study_and_the_chang
     assert failed(l1) == codes.NO.value and failed(l2) == codes.YES.value
     assert value(l2, "resolved_lesions") == (1, "{lesions}")
     assert value(l3, "lesion_volume_change_percent") is None  # no lesion in the prior
-    # the vertebra groups (TID 1411) are as before
-    assert len(report.get_volumetric_roi_measurement_groups()) == 3
+    # the vertebra groups are as before
+    assert len(report.get_volumetric_roi_measurement_groups()) == 6
 
 
 def test_a_vertebra_registered_without_lesion_change_has_only_the_registration(
@@ -106,7 +124,7 @@ def test_a_vertebra_registered_without_lesion_change_has_only_the_registration(
              longitudinal=found).save_as(tmp_path / "sr.dcm", enforce_file_format=True)
     report = hd.sr.srread(tmp_path / "sr.dcm").content
     assert isinstance(report, hd.sr.MeasurementReport)
-    groups = report.get_image_measurement_groups()
+    groups = since_prior(report)
     assert len(groups) == 3 and all(prior_study(g) == [PRIOR_STUDY] for g in groups)
     assert value(groups[0], "registration_dice") is not None
     assert value(groups[0], "lesion_volume_change") is None
@@ -115,3 +133,10 @@ def test_a_vertebra_registered_without_lesion_change_has_only_the_registration(
 def test_dciodvfy_reports_no_errors(sr_path: Path,
                                     dciodvfy: Callable[[Path], list[str]]) -> None:
     assert dciodvfy(sr_path) == []
+
+
+def test_pixelmed_finds_tid_1500_and_no_errors(
+        sr_path: Path, pixelmed: Callable[[Path], tuple[str, list[str]]]) -> None:
+    output, errors = pixelmed(sr_path)
+    assert "Found Root Template TID_1500 (MeasurementReport)" in output, output[-2000:]
+    assert errors == []

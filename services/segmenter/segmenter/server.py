@@ -13,6 +13,7 @@ import numpy as np
 
 from segmenter.inference import segment
 from segmenter.metrics import SegmenterMetrics
+from segmenter.routing import segment_roles
 from segmenter.settings import Settings
 from segmenter.spec import ModelSpec
 from segmenter.triton_client import TritonModel
@@ -77,23 +78,25 @@ class SegmenterService(segmenter_pb2_grpc.SegmenterServiceServicer):
         return (chunk for label_map in maps for chunk in labelmaps.to_chunks(label_map))
 
     def _segment(self, volume: Volume, roles: list[str]) -> list[labelmaps.LabelMap]:
-        """Run each role's model on the volume."""
-        maps: list[labelmaps.LabelMap] = []
-        for role in roles:
-            model = self.models[role]
-            if model.max_batch_size < 1:
-                model.check()
-            started = time.monotonic()
-            label_map = segment(volume, model.spec, model.predict,
-                                step_size=self.settings.step_size, mirror=self.settings.mirror,
-                                batch_size=self.settings.batch_size,
-                                workers=self.settings.concurrency,
-                                postprocess_labels=self.settings.postprocess)
-            log.info("segmented", extra=logs.fields(
-                role=role, model=model.spec.name, version=model.spec.version,
-                seconds=round(time.monotonic() - started, 2), found=_present(label_map)))
-            maps.append(label_map)
-        return maps
+        """Run each role's model on the volume (cropped roles inside their box)."""
+        specs = {role: self.models[role].spec for role in roles}
+        return segment_roles(volume, roles, specs, self.settings.crops, self._run)
+
+    def _run(self, role: str, volume: Volume) -> labelmaps.LabelMap:
+        """One role's model on a volume (or the part of it a crop rule gives)."""
+        model = self.models[role]
+        if model.max_batch_size < 1:
+            model.check()
+        started = time.monotonic()
+        label_map = segment(volume, model.spec, model.predict,
+                            step_size=self.settings.step_size, mirror=self.settings.mirror,
+                            batch_size=self.settings.batch_size,
+                            workers=self.settings.concurrency,
+                            postprocess_labels=self.settings.postprocess)
+        log.info("segmented", extra=logs.fields(
+            role=role, model=model.spec.name, version=model.spec.version,
+            seconds=round(time.monotonic() - started, 2), found=_present(label_map)))
+        return label_map
 
 
 class HealthMonitor:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from segmenter.crop import CropRule
 from spinemets.config import Port, Section
 
 
@@ -23,6 +24,10 @@ class Settings(Section):
     #: Model roles served, each with ``<model_repository>/<role>/model.json``; a request that
     #: names no role gets all of them.
     roles: tuple[str, ...] = Field(default=("vertebrae", "muscles", "lesions"), min_length=1)
+    #: Roles run only inside the box around another role's labels grown by a margin
+    #: (:mod:`segmenter.crop`), when a request names both; rules of roles not served are inert.
+    crops: dict[str, CropRule] = Field(
+        default_factory=lambda: {"lesions": CropRule(around="vertebrae", margin_mm=10.0)})
     #: Patches per Triton request; larger requests are split at the model's max_batch_size.
     batch_size: int = Field(default=4, ge=1)
     #: Requests in flight at once, so that Triton's dynamic batcher can group them.
@@ -45,3 +50,16 @@ class Settings(Section):
     health_interval_s: float = Field(default=5.0, gt=0)
     #: On SIGTERM, how long running calls may take to finish (s).
     drain_s: float = Field(default=30.0, ge=0)
+
+    @model_validator(mode="after")
+    def _crops(self) -> Settings:
+        for role, rule in self.crops.items():
+            if role not in self.roles:
+                continue
+            if rule.around not in self.roles:
+                raise ValueError(f"crops.{role}.around: {rule.around!r} is not a served role "
+                                 f"({', '.join(self.roles)})")
+            if rule.around == role or rule.around in self.crops:
+                raise ValueError(f"crops.{role}.around: {rule.around!r} must be an uncropped "
+                                 f"role other than {role!r}")
+        return self

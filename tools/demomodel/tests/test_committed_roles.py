@@ -11,9 +11,14 @@ from scipy import ndimage
 
 import phantom
 from demomodel import evaluate, export, roles
+from segmenter.crop import group_box, patch_extent
 from segmenter.inference import segment
+from segmenter.routing import segment_roles
+from segmenter.settings import Settings
 from segmenter.spec import ModelSpec
 from spinemets import labels
+from spinemets.geometry import Volume
+from spinemets.labelmaps import LabelMap
 
 MODELS = Path(__file__).resolve().parents[3] / "triton-models"
 ROLES = ("muscles", "lesions")
@@ -87,3 +92,32 @@ def test_lesions_of_a_small_phantom_are_detected() -> None:
     for number in (1, 2):
         assert found[components == number].any(), f"lesion {number} missed"
     assert np.mean(generated.vertebrae.array[found] > 0) > 0.9
+
+
+def test_lesions_cropped_to_the_vertebrae_match_the_whole_volume_run() -> None:
+    """The served routing: vertebrae first, lesions inside their box grown by 10 mm. Inside the
+    box the map is the whole-volume one up to the sliding window's and the resampling's
+    placement (the box has its own model grid); outside it is empty, and no lesion is there."""
+    generated = phantom.generate(phantom.PhantomOptions(seed=6, levels=("L1", "L3"),
+                                                        spacing=(1.2, 1.2, 2.0), matrix=180,
+                                                        lesions=2))
+    roles = ["vertebrae", "lesions"]
+    specs = {role: spec_of(role) for role in roles}
+    predicts = {role: evaluate.onnx_predict(MODELS / role / "1/model.onnx") for role in roles}
+
+    def run(role: str, volume: Volume) -> LabelMap:
+        return segment(volume, specs[role], predicts[role])
+
+    rule = Settings().crops["lesions"]
+    vertebrae, cropped = segment_roles(generated.ct, roles, specs, {"lesions": rule}, run)
+    whole = run("lesions", generated.ct)
+    box = group_box(vertebrae, labels.Group.VERTEBRA, rule.margin_mm,
+                    patch_extent(generated.ct.geometry, specs["lesions"]))
+    assert box is not None
+    assert cropped.array[box].size < 0.5 * cropped.array.size
+    outside = np.ones(cropped.array.shape, dtype=bool)
+    outside[box] = False
+    assert not cropped.array[outside].any() and not generated.lesions.array[outside].any()
+    assert np.mean(cropped.array[box] == whole.array[box]) >= 0.999
+    labelled = (cropped.array[box] > 0) | (whole.array[box] > 0)
+    assert np.mean(cropped.array[box][labelled] == whole.array[box][labelled]) >= 0.9
