@@ -258,24 +258,25 @@ def test_images_run_as_non_root_without_configuration() -> None:
         assert not any("PSEUDONYM" in key or "DESTINATIONS" in key for key in env), name
 
 
-def wait_for_results(running: Running, timeout: float) -> tuple[Path, Path]:
-    """The SEG and the SR the mock PACS received; fails early if a container stops."""
+RESULTS = ("SEG", "SR", "DOC", "OT")
+
+
+def wait_for_results(running: Running, timeout: float) -> dict[str, Path]:
+    """One object of each result modality the mock PACS received (SEG, SR, and the report's
+    PDF and secondary capture); fails early if a container stops."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        seg = sorted((running.pacs / "SEG").glob("*.dcm"))
-        sr = sorted((running.pacs / "SR").glob("*.dcm"))
-        if seg and sr:
-            time.sleep(1.0)  # a second object of either kind would arrive together with these
-            seg = sorted((running.pacs / "SEG").glob("*.dcm"))
-            sr = sorted((running.pacs / "SR").glob("*.dcm"))
-            assert len(seg) == 1 and len(sr) == 1, (seg, sr)
-            return seg[0], sr[0]
+        if all(any((running.pacs / m).glob("*.dcm")) for m in RESULTS):
+            time.sleep(1.0)  # a second object of any kind would arrive together with these
+            found = {m: sorted((running.pacs / m).glob("*.dcm")) for m in RESULTS}
+            assert all(len(paths) == 1 for paths in found.values()), found
+            return {m: paths[0] for m, paths in found.items()}
         for container in ("listener", "segmenter", "registrar", "risk", "triton", "pacs"):
             if not running.stack.running(container):
                 raise AssertionError(f"container {container} stopped:\n{running.stack.logs()}")
         time.sleep(2.0)
-    raise AssertionError(f"no SEG and SR at the mock PACS after {timeout:.0f} s:\n"
-                         f"{running.stack.logs()}")
+    raise AssertionError(f"not every one of {', '.join(RESULTS)} at the mock PACS after "
+                         f"{timeout:.0f} s:\n{running.stack.logs()}")
 
 
 def referenced_sop_instances(sr: Dataset) -> set[str]:
@@ -299,11 +300,15 @@ def test_phantom_through_the_stack_in_containers(containers: Running,
     ct = pydicom.dcmread(files[0], stop_before_pixels=True)
     push(files[0].parent, "127.0.0.1", containers.dicom_port, "SPINEMETS", SENDER_AE)
 
-    seg_path, sr_path = wait_for_results(containers, RESULT_TIMEOUT_S)
-    seg, sr = pydicom.dcmread(seg_path), pydicom.dcmread(sr_path)
+    results = {m: pydicom.dcmread(p) for m, p in
+               wait_for_results(containers, RESULT_TIMEOUT_S).items()}
+    seg, sr = results["SEG"], results["SR"]
     assert seg.SOPClassUID == SEG_STORAGE
     assert sr.SOPClassUID == COMPREHENSIVE_3D_SR
-    for result in (seg, sr):
+    # the report was drawn inside the risk container (read-only root, matplotlib's cache in /tmp)
+    assert bytes(results["DOC"].EncapsulatedDocument).startswith(b"%PDF")
+    assert results["OT"].SamplesPerPixel == 3
+    for result in results.values():
         assert result.StudyInstanceUID == ct.StudyInstanceUID
         assert result.PatientID == ct.PatientID
     assert [str(s.SeriesInstanceUID) for s in seg.ReferencedSeriesSequence] == \

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 DISCLAIMER = "Segmentation by phantom-trained demo models, not for clinical use."
 #: Concept of the SR's per-vertebra lesion type (risk.sr_writer).
 LESION_TYPE = codes.PRIVATE_SCHEME["lesion_type"].meaning
+#: Concepts of the SR's trabecular vBMD and factor of risk (risk.sr_vertebra).
+VBMD = codes.PRIVATE_SCHEME["vbmd"].meaning
+FACTOR_OF_RISK = codes.PRIVATE_SCHEME["factor_of_risk"].meaning
 
 
 RESULTS = ("SEG", "SR", "DOC")
@@ -68,8 +71,8 @@ def print_table(sr_path: Path, seg_path: Path, volume: Volume,
     Dice of the SEG's segments against the phantom truth where it has the structure."""
     masks = seg_masks_on_volume(seg_path, volume)
     groups = read_measurement_groups(sr_path)
-    print(f"\n{'vertebra':<9} {'volume (mL)':>12} {'mean HU':>9} {'lesion type':>24} "
-          f"{'Dice vs truth':>14}")
+    print(f"\n{'vertebra':<9} {'volume (mL)':>12} {'mean HU':>9} {'vBMD (mg/cm3)':>14} "
+          f"{'max factor of risk':>19} {'lesion type':>24} {'Dice vs truth':>14}")
     for group in groups:
         if not group.tracking_identifier.endswith(" vertebra"):
             continue
@@ -77,10 +80,15 @@ def print_table(sr_path: Path, seg_path: Path, volume: Volume,
         volume_ml = group.values.get("Volume", (float("nan"), ""))[0]
         mean_hu = next((v for k, (v, unit) in group.values.items() if unit == "[hnsf'U]"),
                        float("nan"))
+        vbmd = group.values.get(VBMD, (float("nan"), ""))[0]
+        phi = max(group.series.get(FACTOR_OF_RISK, []), default=float("nan"))
         kind = group.codes.get(LESION_TYPE, "-")
-        print(f"{level:<9} {volume_ml:>12.1f} {mean_hu:>9.1f} {kind:>24} "
-              f"{_score(masks, group.tracking_identifier, truth):>14}")
-    others = [g for g in groups if not g.tracking_identifier.endswith(" vertebra")]
+        print(f"{level:<9} {volume_ml:>12.1f} {mean_hu:>9.1f} {vbmd:>14.0f} {phi:>19.2f} "
+              f"{kind:>24} {_score(masks, group.tracking_identifier, truth):>14}")
+    print("(max factor of risk: the highest of the activities in the SR; nan where it is "
+          "missing, the SR and the report give the reason)")
+    others = [g for g in groups
+              if not g.tracking_identifier.endswith(" vertebra") and "Volume" in g.values]
     if others:
         print(f"\n{'segment':<30} {'volume (mL)':>12} {'Dice vs truth':>14}")
     for group in others:

@@ -23,9 +23,12 @@ class GroupReading:
     values."""
 
     tracking_identifier: str
-    values: dict[str, tuple[float, str]]  # concept meaning -> (value, UCUM unit)
+    values: dict[str, tuple[float, str]]  # concept meaning -> (last value, UCUM unit)
     referenced_segment: int | None
     codes: dict[str, str]  # concept meaning -> code meaning (e.g. qualitative evaluations)
+    #: concept meaning -> every value of that concept (e.g. one per activity, told apart by
+    #: concept modifiers), in document order
+    series: dict[str, list[float]]
 
 
 def _items(ds: Dataset) -> list[Dataset]:
@@ -47,6 +50,7 @@ def read_measurement_groups(path: Path) -> list[GroupReading]:
             if _meaning(group) != "Measurement Group":
                 continue
             tracking, segment, values, coded = "", None, {}, {}
+            series: dict[str, list[float]] = {}
             for item in _items(group):
                 meaning = _meaning(item)
                 if item.ValueType == "TEXT" and meaning == "Tracking Identifier":
@@ -55,13 +59,14 @@ def read_measurement_groups(path: Path) -> list[GroupReading]:
                     measured = item.MeasuredValueSequence[0]
                     unit = str(measured.MeasurementUnitsCodeSequence[0].CodeValue)
                     values[meaning] = (float(measured.NumericValue), unit)
+                    series.setdefault(meaning, []).append(float(measured.NumericValue))
                 elif item.ValueType == "CODE":
                     coded[meaning] = str(item.ConceptCodeSequence[0].CodeMeaning)
                 elif item.ValueType == "IMAGE" and "ReferencedSOPSequence" in item:
                     ref = item.ReferencedSOPSequence[0]
                     if "ReferencedSegmentNumber" in ref:
                         segment = int(ref.ReferencedSegmentNumber)
-            groups.append(GroupReading(tracking, values, segment, coded))
+            groups.append(GroupReading(tracking, values, segment, coded, series))
     return groups
 
 

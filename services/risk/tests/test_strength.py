@@ -29,8 +29,10 @@ RHO = 200.0  # mg/cm3 K2HPO4 (the test calibration: HU = -5 + 1.25 rho)
 RADIUS, HEIGHT = 15.0, 20.0  # mm
 
 
-def cylinder(tilt_deg: float = 0.0, lytic_slab: bool = False) -> tuple[Volume, LabelMap]:
-    """A vertebra that is a cylinder of uniform density, axis tilted in the sagittal plane.
+def cylinder(tilt_deg: float = 0.0, lytic_slab: bool = False, rho: float = RHO,
+             radius: float = RADIUS) -> tuple[Volume, LabelMap]:
+    """A vertebra that is a cylinder of uniform density ``rho`` (mg/cm3), axis tilted in the
+    sagittal plane.
 
     1 mm voxels; the CT is uniform (the label alone bounds the bone). ``lytic_slab``: within
     2 mm of the middle, the left half of each section is lytic (0 HU, no stiffness).
@@ -44,8 +46,8 @@ def cylinder(tilt_deg: float = 0.0, lytic_slab: bool = False) -> tuple[Volume, L
     rel = np.stack([x - 31.5, y - 31.5, z - 23.5], axis=-1)
     along = rel @ axis
     radial = np.linalg.norm(rel - along[..., None] * axis, axis=-1)
-    inside = (radial <= RADIUS) & (np.abs(along) <= HEIGHT / 2)
-    ct = np.full(shape, -5.0 + 1.25 * RHO)
+    inside = (radial <= radius) & (np.abs(along) <= HEIGHT / 2)
+    ct = np.full(shape, -5.0 + 1.25 * rho)
     if lytic_slab:
         ct[inside & (np.abs(along) <= 2.0) & (rel[..., 0] > 0)] = 0.0
     value = labels.vertebra("L3").value
@@ -85,6 +87,29 @@ def test_a_uniform_cylinder_has_the_rigidity_of_the_formula(
     assert s.density_area_failure_load_n == pytest.approx(s.ctra_failure_load_n, rel=0.02)
     assert v.density.vbmd_mg_cm3 == pytest.approx(RHO, abs=0.5)
     assert v.geometry.heights.middle_mm == pytest.approx(HEIGHT, abs=1.0)
+
+
+def test_strength_grows_with_density_and_with_area(
+        make_headers: Callable[..., Any], make_settings: Callable[..., MethodSettings]) -> None:
+    """Both estimates increase strictly with the density at a given size and with the cross
+    section at a given density (CTRA as E(rho) * A, so in proportion to the area)."""
+    settings = make_settings()
+
+    def loads(**case: Any) -> tuple[float, float]:
+        s = assess_cylinder(make_headers, settings, **case).strength
+        assert isinstance(s.ctra_failure_load_n, float)
+        assert isinstance(s.density_area_failure_load_n, float)
+        return s.ctra_failure_load_n, s.density_area_failure_load_n
+
+    by_density = [loads(rho=rho) for rho in (100.0, 150.0, 200.0, 300.0)]
+    by_radius = [loads(radius=r) for r in (9.0, 12.0, 15.0, 18.0)]
+    for series in (by_density, by_radius):
+        for estimate in (0, 1):
+            values = [case[estimate] for case in series]
+            assert all(a < b for a, b in zip(values, values[1:])), values
+    areas = [r ** 2 for r in (9.0, 12.0, 15.0, 18.0)]
+    ctra = [case[0] for case in by_radius]
+    assert ctra[-1] / ctra[0] == pytest.approx(areas[-1] / areas[0], rel=0.05)
 
 
 def test_the_weakest_section_governs(make_headers: Callable[..., Any],
