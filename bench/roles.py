@@ -7,7 +7,8 @@ with no crop rule, then with the crop rules of config/spinemets.yaml (``segmente
 two runs alternate ``--repeats`` times and the median is kept. Also written:
 
 - how the cropped maps agree with the whole-volume ones inside the box (share of all voxels and
-  of the voxels either labels), their Dice with the truth there, and what lies outside it;
+  of the voxels either labels), their Dice with the truth there, and what lies outside it; and
+  how many voxels ``extend_reference`` added to the reference map (lesions to vertebrae);
 - the margin each muscle's truth needs around the vertebrae T1-L5 on ``--margin-phantoms``
   held-out phantoms (the millimetres by which it leaves the vertebrae's box along each axis),
   which a muscle crop rule would have to cover.
@@ -168,9 +169,12 @@ def main() -> None:
         "ratio_to_vertebrae_only": {
             name: round(m["total"] / m["vertebrae"], 2) for name, m in median.items()},
         "crop_agreement": {
-            role: agreement(cropped[role], whole[role], cropped[rule.around],
+            role: agreement(cropped[role], whole[role], whole[rule.around],
                             getattr(generated, role), rule, specs[role])
             for role, rule in crops.items()},
+        "reference_voxels_added": {
+            rule.around: int((cropped[rule.around].array != whole[rule.around].array).sum())
+            for rule in crops.values() if rule.extend_reference},
         "muscle_margin_needed": muscle_margins(
             range(EVALUATION_SEEDS.start, EVALUATION_SEEDS.start + args.margin_phantoms)),
         "predict": "onnxruntime CPU in-process, segmenter.inference.segment",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -106,7 +107,7 @@ def test_strength_grows_with_density_and_with_area(
     for series in (by_density, by_radius):
         for estimate in (0, 1):
             values = [case[estimate] for case in series]
-            assert all(a < b for a, b in zip(values, values[1:])), values
+            assert all(a < b for a, b in itertools.pairwise(values)), values
     areas = [r ** 2 for r in (9.0, 12.0, 15.0, 18.0)]
     ctra = [case[0] for case in by_radius]
     assert ctra[-1] / ctra[0] == pytest.approx(areas[-1] / areas[0], rel=0.05)

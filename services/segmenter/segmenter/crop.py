@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 from pydantic import Field
+from scipy import ndimage
 
 from segmenter.orientation import Reorientation
 from segmenter.spec import ModelSpec
@@ -41,6 +42,10 @@ class CropRule(Section):
     group: labels.Group = labels.Group.VERTEBRA
     #: Margin added to the box on every side, mm.
     margin_mm: float = Field(default=10.0, ge=0)
+    #: The role's labelled voxels that touch the reference labels join the nearest of them in
+    #: the reference map (:func:`extend`): a lytic lesion that the vertebra model left out,
+    #: having no bone density, is part of its vertebra.
+    extend_reference: bool = False
 
 
 def array_spacing(geometry: Geometry) -> tuple[float, float, float]:
@@ -115,3 +120,25 @@ def empty(geometry: Geometry, spec: ModelSpec) -> LabelMap:
     columns, rows, slices = geometry.size
     return LabelMap(np.zeros((slices, rows, columns), dtype=np.uint8), geometry, spec.label_names,
                     spec.name, spec.version, demo=spec.demo)
+
+
+def extend(reference: LabelMap, part: LabelMap, box: Box, group: labels.Group) -> LabelMap:
+    """``reference`` with the labelled voxels of ``part`` (a full-size map, labelled inside
+    ``box`` only) that are background in it and connected (26-neighbourhood) to its labels of
+    ``group`` given the label of the nearest such voxel (physical distance)."""
+    values = [value for value, name in reference.labels.items()
+              if labels.by_name(name).group is group]
+    region = reference.array[box]
+    target = np.isin(region, values)
+    found = (part.array[box] > 0) & (region == 0)
+    components, _ = ndimage.label(found | target, structure=np.ones((3, 3, 3), dtype=bool))
+    touching = np.unique(components[target])
+    join = found & np.isin(components, touching[touching > 0])
+    if not join.any():
+        return reference
+    nearest = ndimage.distance_transform_edt(~target, sampling=array_spacing(reference.geometry),
+                                             return_distances=False, return_indices=True)
+    array = reference.array.copy()
+    array[box][join] = region[tuple(axis[join] for axis in nearest)]
+    return LabelMap(array, reference.geometry, dict(reference.labels), reference.model_name,
+                    reference.model_version, demo=reference.demo)

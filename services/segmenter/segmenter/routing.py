@@ -3,7 +3,9 @@
 A role with a crop rule (:class:`~segmenter.crop.CropRule`, ``segmenter.crops``) runs after its
 reference role when the request names both, on the box around the reference map's labels; when
 the request does not name the reference role, it runs on the whole volume. A box with none of
-the labels (no vertebra found) gives the role an empty map: nothing is run.
+the labels (no vertebra found) gives the role an empty map: nothing is run. A rule with
+``extend_reference`` then adds the role's voxels that touch the reference labels to the
+reference map (:func:`segmenter.crop.extend`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
-from segmenter.crop import CropRule, crop_volume, empty, group_box, paste, patch_extent
+from segmenter.crop import (
+    CropRule,
+    crop_volume,
+    empty,
+    extend,
+    group_box,
+    paste,
+    patch_extent,
+)
 from segmenter.spec import ModelSpec
 from spinemets import logs
 from spinemets.geometry import Volume
@@ -49,4 +59,6 @@ def segment_roles(volume: Volume, roles: Sequence[str], specs: Mapping[str, Mode
         log.info("%s cropped to %s of %s voxels", role, shape, list(volume.array.shape),
                  extra=logs.fields(role=role, box=[[s.start, s.stop] for s in box]))
         maps[role] = paste(run(role, crop_volume(volume, box)), box, volume.geometry)
+        if rule.extend_reference:
+            maps[rule.around] = extend(maps[rule.around], maps[role], box, rule.group)
     return [maps[role] for role in roles]

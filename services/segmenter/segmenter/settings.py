@@ -27,7 +27,8 @@ class Settings(Section):
     #: Roles run only inside the box around another role's labels grown by a margin
     #: (:mod:`segmenter.crop`), when a request names both; rules of roles not served are inert.
     crops: dict[str, CropRule] = Field(
-        default_factory=lambda: {"lesions": CropRule(around="vertebrae", margin_mm=10.0)})
+        default_factory=lambda: {"lesions": CropRule(around="vertebrae", margin_mm=10.0,
+                                                     extend_reference=True)})
     #: Patches per Triton request; larger requests are split at the model's max_batch_size.
     batch_size: int = Field(default=4, ge=1)
     #: Requests in flight at once, so that Triton's dynamic batcher can group them.

@@ -108,7 +108,7 @@ def test_lesions_cropped_to_the_vertebrae_match_the_whole_volume_run() -> None:
     def run(role: str, volume: Volume) -> LabelMap:
         return segment(volume, specs[role], predicts[role])
 
-    rule = Settings().crops["lesions"]
+    rule = Settings().crops["lesions"].model_copy(update={"extend_reference": False})
     vertebrae, cropped = segment_roles(generated.ct, roles, specs, {"lesions": rule}, run)
     whole = run("lesions", generated.ct)
     box = group_box(vertebrae, labels.Group.VERTEBRA, rule.margin_mm,
