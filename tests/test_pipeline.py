@@ -79,8 +79,13 @@ def test_seg_and_sr_in_orthanc_are_valid_and_on_the_source_slices(delivered: Del
 
 def test_sr_has_a_group_per_segment_with_its_volume(delivered: Delivered) -> None:
     masks = seg_masks_on_volume(delivered.seg_path, delivered.volume)
-    groups = {g.tracking_identifier: g for g in read_measurement_groups(delivered.sr_path)}
+    read = read_measurement_groups(delivered.sr_path)
+    # one group with a Volume per segment; the per-level muscle groups (area, moment arm) and
+    # the longitudinal groups have none, and reference segments of these names
+    groups = {g.tracking_identifier: g for g in read if "Volume" in g.values}
     assert set(groups) == set(masks)
+    numbers = {g.referenced_segment for g in groups.values()}
+    assert all(g.referenced_segment in numbers for g in read)
     voxel_ml = delivered.volume.geometry.voxel_volume_mm3 / 1000.0
     for name, mask in masks.items():
         value, unit = groups[name].values["Volume"]

@@ -8,7 +8,8 @@ by the generator and are segmented by :func:`segmenter.inference.segment` with a
   predicted scores 0);
 - lesions: the vertebra model and the lesion model of the same model repository run as the
   segmenter runs them (:func:`segmenter.routing.segment_roles` with the default crop rule: the
-  lesion model inside the box of the predicted vertebrae grown by 10 mm). Dice of each type
+  lesion model inside the box of the predicted vertebrae grown by 10 mm, lesion voxels touching
+  a vertebra added to it). Dice of each type
   pooled over all phantoms (voxels of all cases together, since a phantom rarely holds every
   type), Dice of lesion versus no lesion, and per lesion (connected component of the true
   lesion voxels): detected when a predicted lesion voxel of any type overlaps it, typed when the

@@ -7,9 +7,12 @@ is then widened, where the volume allows, to at least the model's patch along ev
 that every patch sees real image content rather than padding. The role's map is pasted into a
 full-size map that is background outside the box.
 
-Inside the box the result differs from a whole-volume run only where the sliding window's
-patches fall differently (Gaussian-weighted averages of other patches) and through resampling
-at the box's edge: a few voxels in a thousand at most.
+Inside the box the result differs from a whole-volume run only at the borders of what the model
+labels: the box has its own model grid (edge-aligned to the box, so resampled at other points)
+and its own window placement (other Gaussian-weighted sums). On the whole-pipeline phantom
+(``bench/roles.py``) 99.99 % of the box's voxels agree and the lesion voxels' Dice with the
+truth is the same within 0.02; the voxels either run labels agree for 75 %: lesion borders move
+by a voxel.
 """
 
 from __future__ import annotations

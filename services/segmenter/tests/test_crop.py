@@ -100,7 +100,7 @@ def test_crop_rules_must_name_a_served_uncropped_reference() -> None:
              {"lesions": {"around": "vertebrae"}, "vertebrae": {"around": "muscles"}}),
             (("vertebrae", "lesions"), {"lesions": {"around": "vertebrae", "margin_mm": -1}})]:
         with pytest.raises(ValidationError):
-            Settings(roles=roles, crops=crops)
+            Settings.model_validate({"roles": roles, "crops": crops})
 
 
 def _predict(path: Path) -> Predict:

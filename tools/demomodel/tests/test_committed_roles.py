@@ -75,8 +75,6 @@ def test_muscles_are_found_on_their_side_of_a_small_phantom() -> None:
         assert score > 0.5, f"{label.name}: Dice {score:.2f}"
 
 
-# Quality bar of the committed demo model: `make test-acceptance` until it is met.
-@pytest.mark.acceptance
 def test_lesions_of_a_small_phantom_are_detected() -> None:
     """Served inference on a small phantom with two lesions: both are found, inside bone."""
     spec = spec_of("lesions")
