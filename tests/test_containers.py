@@ -35,6 +35,7 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
+from e2e import RESULT_MODALITIES
 from phantom import PhantomOptions, generate, write_dicom_series
 from spinemets.grpcutil import wait_healthy
 from stack.sender import push
@@ -258,24 +259,21 @@ def test_images_run_as_non_root_without_configuration() -> None:
         assert not any("PSEUDONYM" in key or "DESTINATIONS" in key for key in env), name
 
 
-RESULTS = ("SEG", "SR", "DOC", "OT")
-
-
 def wait_for_results(running: Running, timeout: float) -> dict[str, Path]:
     """One object of each result modality the mock PACS received (SEG, SR, and the report's
     PDF and secondary capture); fails early if a container stops."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if all(any((running.pacs / m).glob("*.dcm")) for m in RESULTS):
+        if all(any((running.pacs / m).glob("*.dcm")) for m in RESULT_MODALITIES):
             time.sleep(1.0)  # a second object of any kind would arrive together with these
-            found = {m: sorted((running.pacs / m).glob("*.dcm")) for m in RESULTS}
+            found = {m: sorted((running.pacs / m).glob("*.dcm")) for m in RESULT_MODALITIES}
             assert all(len(paths) == 1 for paths in found.values()), found
             return {m: paths[0] for m, paths in found.items()}
         for container in ("listener", "segmenter", "registrar", "risk", "triton", "pacs"):
             if not running.stack.running(container):
                 raise AssertionError(f"container {container} stopped:\n{running.stack.logs()}")
         time.sleep(2.0)
-    raise AssertionError(f"not every one of {', '.join(RESULTS)} at the mock PACS after "
+    raise AssertionError(f"not every one of {', '.join(RESULT_MODALITIES)} at the mock PACS after "
                          f"{timeout:.0f} s:\n{running.stack.logs()}")
 
 

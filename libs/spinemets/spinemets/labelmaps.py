@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,17 @@ class LabelMap:
         """Boolean mask of the catalogue label ``name`` (all False if absent)."""
         values = [v for v, n in self.labels.items() if n == name]
         return np.isin(self.array, values) if values else np.zeros(self.array.shape, bool)
+
+
+def of_group(label_maps: Sequence[LabelMap], group: labels.Group) -> LabelMap | None:
+    """The one label map naming structures of ``group`` (e.g. the vertebra model's), or None
+    when no map does; :class:`InputError` if several do."""
+    found = [m for m in label_maps
+             if any(labels.by_name(name).group is group for name in m.labels.values())]
+    if len(found) > 1:
+        raise InputError(f"{len(found)} label maps hold {group.value} labels; expected one",
+                         reason="ambiguous-label-maps")
+    return found[0] if found else None
 
 
 def to_chunks(label_map: LabelMap) -> Iterator[volume_pb2.LabelMapChunk]:

@@ -36,9 +36,8 @@ from risk.settings import Settings
 from risk.spine import SpineAssessment, assess_spine
 from risk.values import Missing
 from spinemets import labels, logs
-from spinemets.errors import InputError
 from spinemets.geometry import Volume
-from spinemets.labelmaps import LabelMap
+from spinemets.labelmaps import LabelMap, of_group
 from spinemets.v1 import longitudinal_pb2
 
 log = logging.getLogger(__name__)
@@ -52,21 +51,6 @@ class Assessment:
     vertebrae: tuple[VertebraMeasurement, ...]
     objects: tuple[StoredObject, ...]
     spine: SpineAssessment | RiskFailure | None = None
-
-
-def group_map(label_maps: Sequence[LabelMap], group: labels.Group) -> LabelMap | None:
-    """The one label map naming structures of ``group``, or None when no map does."""
-    found = [m for m in label_maps
-             if any(labels.by_name(name).group is group for name in m.labels.values())]
-    if len(found) > 1:
-        raise InputError(f"{len(found)} label maps hold {group.value} labels; expected one",
-                         reason="ambiguous-label-maps")
-    return found[0] if found else None
-
-
-def vertebra_map(label_maps: Sequence[LabelMap]) -> LabelMap | None:
-    """The one label map holding vertebrae, or None when no map names any vertebra."""
-    return group_map(label_maps, labels.Group.VERTEBRA)
 
 
 @dataclass(frozen=True)
@@ -83,8 +67,8 @@ class RiskFailure:
 def spine_of(volume: Volume, vertebrae: LabelMap, label_maps: Sequence[LabelMap],
              sources: Sequence[Dataset], settings: Settings) -> SpineAssessment:
     """The spine assessment of a series with the muscles and lesions of ``label_maps``."""
-    muscles = group_map(label_maps, labels.Group.MUSCLE)
-    lesions = group_map(label_maps, labels.Group.LESION)
+    muscles = of_group(label_maps, labels.Group.MUSCLE)
+    lesions = of_group(label_maps, labels.Group.LESION)
     for other in (vertebrae, muscles, lesions):
         if other is not None:
             check_same_grid(volume.geometry, other.geometry)
@@ -130,7 +114,7 @@ def assess(study_uid: str, series_uid: str, volume: Volume, sources: Sequence[Da
     the baseline study if there is one, ``longitudinal`` the registrar's comparison with it,
     ``prior_spine`` the assessment of the prior (called once, only for a follow-up).
     """
-    label_map = vertebra_map(label_maps)
+    label_map = of_group(label_maps, labels.Group.VERTEBRA)
     vertebrae: tuple[VertebraMeasurement, ...] = ()
     objects: list[Dataset] = []
     risk: dict[str, Any] | None = None
@@ -143,8 +127,8 @@ def assess(study_uid: str, series_uid: str, volume: Volume, sources: Sequence[Da
         change = (None if prior is None or isinstance(spine, RiskFailure)
                   else change_since(spine, prior, longitudinal, prior_spine))
         objects = build_objects(study_uid, series_uid, volume, sources, label_map, vertebrae,
-                                group_map(label_maps, labels.Group.MUSCLE),
-                                group_map(label_maps, labels.Group.LESION), settings,
+                                of_group(label_maps, labels.Group.MUSCLE),
+                                of_group(label_maps, labels.Group.LESION), settings,
                                 longitudinal,
                                 spine=None if isinstance(spine, RiskFailure) else spine,
                                 change=change if isinstance(change, SpineChange) else None)

@@ -16,12 +16,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from risk.assess import spine_of, vertebra_map
+from risk.assess import spine_of
 from risk.data import DataClient
 from risk.settings import Settings
 from risk.spine import SpineAssessment
+from spinemets import labels
 from spinemets.errors import InputError
-from spinemets.labelmaps import LabelMap
+from spinemets.labelmaps import LabelMap, of_group
 from spinemets.v1 import volume_pb2
 
 #: Prior assessments kept in memory.
@@ -55,7 +56,7 @@ class PriorAssessments:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-        vertebrae = vertebra_map(maps)
+        vertebrae = of_group(maps, labels.Group.VERTEBRA)
         if vertebrae is None:
             raise InputError("the prior study has no vertebra label map",
                              reason="no-vertebra-map")

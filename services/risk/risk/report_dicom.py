@@ -18,6 +18,7 @@ re-run replaces the report at the PACS; Content Date and Time are those of the s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import highdicom as hd
 import numpy as np
@@ -49,6 +50,20 @@ def _source_instances(slice_instance_uids: Sequence[str], sop_class_uid: str) ->
     return items
 
 
+def _common(source: Dataset, equipment: Equipment, series_number: int,
+            series_description: str) -> dict[str, Any]:
+    """The constructor arguments both report objects share: the study of ``source``, the
+    series number and description, the equipment, and the study's content date."""
+    return {"study_instance_uid": str(source.StudyInstanceUID),
+            "series_number": series_number, "series_description": series_description,
+            "transfer_syntax_uid": ExplicitVRLittleEndian, "specific_character_set": UTF8,
+            "manufacturer": equipment.manufacturer,
+            "manufacturer_model_name": equipment.model_name,
+            "software_versions": equipment.software_version,
+            "device_serial_number": equipment.device_serial_number,
+            **content_dates(source)}
+
+
 def encapsulated_pdf(pdf: bytes, title: str, source: Dataset,
                      slice_instance_uids: Sequence[str], source_sop_class_uid: str,
                      provenance: Provenance, equipment: Equipment, series_number: int,
@@ -57,21 +72,12 @@ def encapsulated_pdf(pdf: bytes, title: str, source: Dataset,
     images, ``slice_instance_uids`` of class ``source_sop_class_uid``, it was made from)."""
     complete_type2([source])
     ds = hd.SOPClass(
-        study_instance_uid=str(source.StudyInstanceUID),
         series_instance_uid=provenance.uid("report", "pdf", "series"),
-        series_number=series_number,
         sop_instance_uid=provenance.uid("report", "pdf", "instance"),
         sop_class_uid=ENCAPSULATED_PDF_STORAGE,
         instance_number=1,
         modality="DOC",
-        transfer_syntax_uid=ExplicitVRLittleEndian,
-        series_description=series_description,
-        specific_character_set=UTF8,
-        manufacturer=equipment.manufacturer,
-        manufacturer_model_name=equipment.model_name,
-        software_versions=equipment.software_version,
-        device_serial_number=equipment.device_serial_number,
-        **content_dates(source))
+        **_common(source, equipment, series_number, series_description))
     ds.copy_patient_and_study_information(source)
     ds.ConversionType = WORKSTATION
     ds.AcquisitionDateTime = None
@@ -100,19 +106,10 @@ def secondary_captures(pages: Sequence[npt.NDArray[np.uint8]], source: Dataset,
             bits_allocated=8,
             coordinate_system="PATIENT",
             patient_orientation=("P", "F"),  # required by highdicom; emptied below
-            study_instance_uid=str(source.StudyInstanceUID),
             series_instance_uid=provenance.uid("report", "sc", "series"),
-            series_number=series_number,
             sop_instance_uid=provenance.uid("report", "sc", "instance", str(number)),
             instance_number=number,
-            transfer_syntax_uid=ExplicitVRLittleEndian,
-            series_description=series_description,
-            specific_character_set=UTF8,
-            manufacturer=equipment.manufacturer,
-            manufacturer_model_name=equipment.model_name,
-            software_versions=equipment.software_version,
-            device_serial_number=equipment.device_serial_number,
-            **content_dates(source))
+            **_common(source, equipment, series_number, series_description))
         sc.copy_patient_and_study_information(source)
         sc.PatientOrientation = []
         sc.ImageLaterality = "U"  # unpaired: the spine

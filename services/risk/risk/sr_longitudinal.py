@@ -33,7 +33,7 @@ import highdicom as hd
 from pydicom.dataset import Dataset
 
 from risk.change_over_time import Change, LevelChange, SpineChange
-from risk.objects import concept
+from risk.objects import concept, referenced_segment
 from risk.provenance import Provenance
 from risk.sr_items import Content, Modifier
 from risk.sr_vertebra import POSITIONS, STRENGTH_METHODS, activity_code
@@ -98,10 +98,7 @@ def _group(level: str, content: Content, prior_study_uid: str, provenance: Prove
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=provenance.uid("longitudinal", label.name),
             identifier=f"{label.display} since prior study"),
-        referenced_segment=hd.sr.ReferencedSegment(
-            sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID,
-            segment_number=segment_number,
-            source_series=hd.sr.SourceSeriesForSegmentation(provenance.series_instance_uid)),
+        referenced_segment=referenced_segment(seg, segment_number, provenance),
         finding_category=concept(label.category),
         finding_type=concept(label.type),
         finding_sites=[hd.sr.FindingSite(concept(label.type))],

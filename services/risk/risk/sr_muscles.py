@@ -19,7 +19,7 @@ import highdicom as hd
 from pydicom.dataset import Dataset
 
 from risk.muscles import MuscleMeasurement
-from risk.objects import concept
+from risk.objects import algorithm, concept, finding_site, referenced_segment
 from risk.provenance import Provenance
 from risk.segments import Segment
 from risk.sr_items import Content
@@ -49,19 +49,13 @@ def muscle_group(m: MuscleMeasurement, number: int, segment: Segment, seg: Datas
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=segment.provenance.tracking_uid(f"{label.name}_{m.level}"),
             identifier=muscle_text(label, m.level)),
-        referenced_segment=hd.sr.ReferencedSegment(
-            sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID,
-            segment_number=number,
-            source_series=hd.sr.SourceSeriesForSegmentation(provenance.series_instance_uid)),
+        referenced_segment=referenced_segment(seg, number, provenance),
         finding_category=concept(label.category),
         finding_type=concept(label.type),
         method=concept(_P["muscle_plane_method"]),
-        finding_sites=[hd.sr.FindingSite(concept(label.type), laterality=None
-                                         if label.modifier is None else concept(label.modifier)),
+        finding_sites=[finding_site(label),
                        hd.sr.FindingSite(concept(labels.vertebra(m.level).type))],
-        algorithm_id=hd.sr.AlgorithmIdentification(
-            name=segment.provenance.algorithm_name, version=segment.provenance.model_version,
-            family=concept(codes.ARTIFICIAL_INTELLIGENCE)),
+        algorithm_id=algorithm(segment.provenance),
         measurements=out.measurements)
     # TID 1419 row 1: the method modifies the group (highdicom 0.28 writes CONTAINS).
     for item in group[0].ContentSequence:

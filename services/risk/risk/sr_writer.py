@@ -34,7 +34,7 @@ from pydicom.dataset import Dataset
 from risk.change_over_time import SpineChange
 from risk.lesion_type import VertebraLesions
 from risk.measure import VertebraMeasurement
-from risk.objects import concept, content_dates
+from risk.objects import algorithm, concept, content_dates, finding_site, referenced_segment
 from risk.provenance import Provenance
 from risk.segments import Segment, plan_segments
 from risk.settings import Equipment
@@ -71,16 +71,11 @@ def measurement_group(number: int, m: VertebraMeasurement, seg: Dataset,
     group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=provenance.tracking_uid(m.label.name), identifier=m.label.display),
-        referenced_segment=hd.sr.ReferencedSegment(
-            sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID,
-            segment_number=number,
-            source_series=hd.sr.SourceSeriesForSegmentation(provenance.series_instance_uid)),
+        referenced_segment=referenced_segment(seg, number, provenance),
         finding_category=concept(m.label.category),
         finding_type=site,
         finding_sites=[hd.sr.FindingSite(site)],
-        algorithm_id=hd.sr.AlgorithmIdentification(
-            name=provenance.algorithm_name, version=provenance.model_version,
-            family=concept(codes.ARTIFICIAL_INTELLIGENCE)),
+        algorithm_id=algorithm(provenance),
         measurements=[
             hd.sr.Measurement(name=concept(codes.VOLUME), value=m.volume_ml,
                               unit=concept(codes.MILLILITER)),
@@ -104,22 +99,16 @@ def segment_group(number: int, segment: Segment, seg: Dataset, provenance: Prove
         evaluations = [hd.sr.QualitativeEvaluation(concept(codes.PRIVATE_SCHEME["lesion_type"]),
                                                    concept(codes.PRIVATE_SCHEME[label.name]))]
     else:
-        site = hd.sr.FindingSite(concept(label.type), laterality=None if label.modifier is None
-                                 else concept(label.modifier))
+        site = finding_site(label)
         evaluations = None
     return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=segment.tracking_uid,
                                                      identifier=segment.text),
-        referenced_segment=hd.sr.ReferencedSegment(
-            sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID,
-            segment_number=number,
-            source_series=hd.sr.SourceSeriesForSegmentation(provenance.series_instance_uid)),
+        referenced_segment=referenced_segment(seg, number, provenance),
         finding_category=concept(label.category),
         finding_type=concept(label.type),
         finding_sites=[site],
-        algorithm_id=hd.sr.AlgorithmIdentification(
-            name=segment.provenance.algorithm_name, version=segment.provenance.model_version,
-            family=concept(codes.ARTIFICIAL_INTELLIGENCE)),
+        algorithm_id=algorithm(segment.provenance),
         measurements=[hd.sr.Measurement(name=concept(codes.VOLUME), value=segment.volume_ml,
                                         unit=concept(codes.MILLILITER))],
         qualitative_evaluations=evaluations,
