@@ -55,8 +55,9 @@ log = logging.getLogger(__name__)
 
 LESION_TYPES = tuple(label.name for label in labels.in_group(labels.Group.LESION))
 MUSCLES = tuple(label.name for label in labels.in_group(labels.Group.MUSCLE))
-#: Acceptance: mean Dice of every muscle (SCIENCE.md 8: muscle models reach Dice > 0.8).
-MUSCLE_DICE_TARGET = 0.80
+#: Acceptance of issue 3: mean Dice of every muscle over the held-out phantoms (SCIENCE.md 8
+#: quotes Dice > 0.8 for published muscle models; the issue asks for 0.85 per structure).
+MUSCLE_DICE_TARGET = 0.85
 #: Acceptance of the lesion model, after the seed results of SCIENCE.md 8 (Edelmers et al.
 #: 2024: lytic lesion Dice 0.71, F2 0.68): Dice of lesion versus no lesion, F2, share of lesions
 #: detected and share of those given their own type.

@@ -1,7 +1,7 @@
 """``python -m nnunet_tools import|export-dataset``: nnU-Net v2 models in, phantom datasets out.
 
 ``import-nnunet`` and ``export-nnunet-dataset`` are the same commands as console scripts.
-See docs/importing-models.md.
+See docs/models.md.
 """
 
 from __future__ import annotations

@@ -5,9 +5,15 @@ network channel indices, in place, inside the bounding box of the structures con
 Connectivity is face adjacency (``scipy.ndimage.label``'s default).
 
 Level consistency rule
-    Every connected component of a vertebra channel is a candidate. Components smaller than
-    ``FRAGMENT_FRACTION`` of the median over levels of each level's largest component are
-    fragments: a fragment touching a vertebra joins it, any other becomes background. The
+    Every connected component of a vertebra channel is a candidate. A component of at least
+    ``FRAGMENT_FRACTION`` of the median vertebra (over levels, each level's largest component)
+    is a vertebra. A smaller one is a vertebra too when it touches none of those and reaches
+    ``FRAGMENT_FRACTION`` of its level's reference size: the median of the largest components of
+    that level and the levels next to it, at least ``SMALLEST_LEVEL_SHARE`` of the median
+    vertebra. Vertebral size grows about fivefold from T1 to L5, so against the median alone a
+    partly labelled T1 was a fragment and a C7 labelled T1 took its place; a piece of a
+    vertebra that the network gave the next level's label touches the rest of it, and stays a
+    fragment. A fragment touching a vertebra joins it, any other becomes background. The
     vertebrae left are ordered cranio-caudally by centroid and given consecutive levels
     ``o, o+1, ...``; ``o`` is the offset with the best agreement: the sum over vertebrae of the
     share of each vertebra's voxels whose network label equals its new level (so every vertebra
@@ -26,8 +32,12 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-#: Components below this fraction of the median vertebra size are fragments, not vertebrae.
+#: Components below this fraction of the median vertebra size (or, apart, of their level's
+#: reference size) are fragments, not vertebrae.
 FRAGMENT_FRACTION = 0.25
+#: Floor of a level's reference size, as a share of the median over all levels (a T1 is about
+#: half the median vertebra of T1-L5).
+SMALLEST_LEVEL_SHARE = 0.4
 
 Box = tuple[slice, ...]
 
@@ -93,6 +103,40 @@ def _components(sub: npt.NDArray[np.uint8], level_channels: Sequence[int]
     return instances, np.asarray(level_of, dtype=np.int64)
 
 
+def _touching(instances: npt.NDArray[np.int32], component: int, box: Box
+              ) -> npt.NDArray[np.int32]:
+    """The components face-adjacent to ``component`` (inside ``box``), once per contact voxel."""
+    grown = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in box)
+    region = instances[grown]
+    shell = ndimage.binary_dilation(region == component) & (region != component)
+    found: npt.NDArray[np.int32] = region[shell]
+    return found[found > 0]
+
+
+def _vertebrae(instances: npt.NDArray[np.int32], sizes: npt.NDArray[np.int64],
+               level_of: npt.NDArray[np.int64], levels: int) -> npt.NDArray[np.bool_]:
+    """Which components are vertebrae rather than fragments (the module docstring's rule)."""
+    largest = np.zeros(levels, dtype=np.int64)
+    np.maximum.at(largest, level_of[1:], sizes[1:])
+    median = float(np.median(largest[largest > 0]))
+    is_vertebra = sizes >= FRAGMENT_FRACTION * median
+    is_vertebra[0] = False
+    local = np.full(levels, SMALLEST_LEVEL_SHARE * median)
+    for level in range(levels):
+        near = largest[max(0, level - 1):level + 2]
+        if (near > 0).any():
+            local[level] = max(local[level], float(np.median(near[near > 0])))
+    candidates = ~is_vertebra & (sizes >= FRAGMENT_FRACTION * local[level_of])
+    candidates[0] = False
+    boxes = ndimage.find_objects(instances)
+    large = is_vertebra.copy()
+    for component in np.flatnonzero(candidates):
+        box = boxes[component - 1]
+        if box is not None and not large[_touching(instances, int(component), box)].any():
+            is_vertebra[component] = True
+    return is_vertebra
+
+
 def _owners(instances: npt.NDArray[np.int32], is_vertebra: npt.NDArray[np.bool_]
             ) -> npt.NDArray[np.int64]:
     """Component -> the vertebra it belongs to: itself, the vertebra a fragment touches, or 0."""
@@ -100,10 +144,7 @@ def _owners(instances: npt.NDArray[np.int32], is_vertebra: npt.NDArray[np.bool_]
     for fragment, box in enumerate(ndimage.find_objects(instances), start=1):
         if box is None or is_vertebra[fragment]:
             continue
-        grown = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in box)
-        region = instances[grown]
-        shell = ndimage.binary_dilation(region == fragment) & (region != fragment)
-        neighbours = owner[region[shell]]
+        neighbours = owner[_touching(instances, fragment, box)]
         neighbours = neighbours[neighbours > 0]
         if neighbours.size:
             owner[fragment] = int(np.bincount(neighbours).argmax())
@@ -125,10 +166,7 @@ def enforce_level_order(array: npt.NDArray[np.uint8], level_channels: Sequence[i
     per_slice = np.stack([np.bincount(s.ravel(), minlength=n) for s in instances])
     sizes = per_slice.sum(axis=0)
     centroid_z = (np.arange(sub.shape[0])[:, None] * per_slice).sum(axis=0) / np.maximum(sizes, 1)
-    largest = [sizes[1:][level_of[1:] == lv].max(initial=0) for lv in range(len(level_channels))]
-    reference = float(np.median([s for s in largest if s > 0]))
-    is_vertebra = sizes >= FRAGMENT_FRACTION * reference
-    is_vertebra[0] = False
+    is_vertebra = _vertebrae(instances, sizes, level_of, len(level_channels))
     owner = _owners(instances, is_vertebra)
     vertebrae = sorted(np.flatnonzero(is_vertebra), key=lambda i: -centroid_z[i])
     rank = {int(v): r for r, v in enumerate(vertebrae)}

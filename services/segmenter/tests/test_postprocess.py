@@ -97,6 +97,35 @@ def test_a_smaller_vertebra_is_not_dropped_for_a_larger_namesake() -> None:
     assert np.array_equal(array, expected)
 
 
+def test_a_small_upper_vertebra_is_not_a_fragment_of_the_larger_spine_below() -> None:
+    """Vertebrae grow downwards (T1 a fifth of L5, as in a real spine): a T1 of which the
+    network labels only a fifth as T1 is still a vertebra, and the C7 above, labelled T1 in
+    full, is the surplus one that goes."""
+    channels = [1, 1, 2, 3, 4, 5]  # C7 (labelled 1), then levels 1-5
+    widths = [5, 5, 7, 9, 11, 12]  # in-plane edge of each body
+    array = np.zeros((len(channels) * HEIGHT, 20, 20), np.uint8)
+    for i, (channel, width) in enumerate(zip(channels, widths, strict=True)):
+        top = array.shape[0] - i * HEIGHT
+        array[top - HEIGHT + 1:top, 2:2 + width, 2:2 + width] = channel
+    t1_top = array.shape[0] - HEIGHT
+    array[t1_top - HEIGHT + 1:t1_top - 2, 2:7, 2:7] = 2  # most of T1 labelled as level 2
+    expected = array.copy()
+    expected[array.shape[0] - HEIGHT:] = 0
+    expected[t1_top - HEIGHT + 1:t1_top, 2:7, 2:7] = 1
+    enforce_level_order(array, LEVELS)
+    assert np.array_equal(array, expected)
+
+
+def test_stray_voxels_of_an_otherwise_absent_level_are_not_a_vertebra() -> None:
+    """A few voxels beside the disc between the second and third vertebrae say level 7, of
+    which (as of levels 6 and 8) there is nothing else: they are an island, not a vertebra
+    that would push the levels below it down by one."""
+    array = spine([1, 2, 3, 4])
+    array[array.shape[0] - 2 * HEIGHT, 0:2, 0:2] = 7
+    enforce_level_order(array, list(range(1, 9)))
+    assert np.array_equal(array, spine([1, 2, 3, 4]))
+
+
 def test_keep_largest_components_removes_smaller_pieces_only() -> None:
     array = np.zeros((10, 10, 10), np.uint8)
     array[0:4, 0:4, 0:4] = 6
