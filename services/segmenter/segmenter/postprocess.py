@@ -32,8 +32,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-#: Components below this fraction of the median vertebra size (or, apart, of their level's
-#: reference size) are fragments, not vertebrae.
+#: Components below this fraction of the median vertebra size are fragments, unless they touch
+#: no larger vertebra and reach this fraction of their own level's reference size.
 FRAGMENT_FRACTION = 0.25
 #: Floor of a level's reference size, as a share of the median over all levels (a T1 is about
 #: half the median vertebra of T1-L5).
@@ -113,9 +113,11 @@ def _touching(instances: npt.NDArray[np.int32], component: int, box: Box
     return found[found > 0]
 
 
-def _vertebrae(instances: npt.NDArray[np.int32], sizes: npt.NDArray[np.int64],
-               level_of: npt.NDArray[np.int64], levels: int) -> npt.NDArray[np.bool_]:
-    """Which components are vertebrae rather than fragments (the module docstring's rule)."""
+def _vertebrae(instances: npt.NDArray[np.int32], boxes: Sequence[Box | None],
+               sizes: npt.NDArray[np.int64], level_of: npt.NDArray[np.int64], levels: int
+               ) -> npt.NDArray[np.bool_]:
+    """Which components are vertebrae rather than fragments (the module docstring's rule);
+    ``boxes``: each component's bounding box, as ``ndimage.find_objects`` gives them."""
     largest = np.zeros(levels, dtype=np.int64)
     np.maximum.at(largest, level_of[1:], sizes[1:])
     median = float(np.median(largest[largest > 0]))
@@ -128,20 +130,19 @@ def _vertebrae(instances: npt.NDArray[np.int32], sizes: npt.NDArray[np.int64],
             local[level] = max(local[level], float(np.median(near[near > 0])))
     candidates = ~is_vertebra & (sizes >= FRAGMENT_FRACTION * local[level_of])
     candidates[0] = False
-    boxes = ndimage.find_objects(instances)
     large = is_vertebra.copy()
-    for component in np.flatnonzero(candidates):
+    for component in map(int, np.flatnonzero(candidates)):
         box = boxes[component - 1]
-        if box is not None and not large[_touching(instances, int(component), box)].any():
+        if box is not None and not large[_touching(instances, component, box)].any():
             is_vertebra[component] = True
     return is_vertebra
 
 
-def _owners(instances: npt.NDArray[np.int32], is_vertebra: npt.NDArray[np.bool_]
-            ) -> npt.NDArray[np.int64]:
+def _owners(instances: npt.NDArray[np.int32], boxes: Sequence[Box | None],
+            is_vertebra: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
     """Component -> the vertebra it belongs to: itself, the vertebra a fragment touches, or 0."""
     owner = np.where(is_vertebra, np.arange(len(is_vertebra)), 0)
-    for fragment, box in enumerate(ndimage.find_objects(instances), start=1):
+    for fragment, box in enumerate(boxes, start=1):
         if box is None or is_vertebra[fragment]:
             continue
         neighbours = owner[_touching(instances, fragment, box)]
@@ -166,8 +167,9 @@ def enforce_level_order(array: npt.NDArray[np.uint8], level_channels: Sequence[i
     per_slice = np.stack([np.bincount(s.ravel(), minlength=n) for s in instances])
     sizes = per_slice.sum(axis=0)
     centroid_z = (np.arange(sub.shape[0])[:, None] * per_slice).sum(axis=0) / np.maximum(sizes, 1)
-    is_vertebra = _vertebrae(instances, sizes, level_of, len(level_channels))
-    owner = _owners(instances, is_vertebra)
+    boxes = ndimage.find_objects(instances)
+    is_vertebra = _vertebrae(instances, boxes, sizes, level_of, len(level_channels))
+    owner = _owners(instances, boxes, is_vertebra)
     vertebrae = sorted(np.flatnonzero(is_vertebra), key=lambda i: -centroid_z[i])
     rank = {int(v): r for r, v in enumerate(vertebrae)}
     votes = np.zeros((len(vertebrae), len(level_channels)), dtype=np.int64)
