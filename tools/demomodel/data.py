@@ -1,7 +1,13 @@
 """Training data: phantoms at the model spacing, cached on disk, and random training patches.
 
-Phantoms are generated directly on the model grid (canonical LPS, ``(z, y, x)`` arrays with z
-towards Superior) and stored as ``.npz`` (HU ``int16`` image and ``uint8`` channel target).
+Phantoms are generated in canonical LPS (``(z, y, x)`` arrays with z towards Superior) and
+stored on the model grid as ``.npz`` (HU ``int16`` image and ``uint8`` channel target), in one
+of two ways (:data:`PhantomGrid`): painted directly on the model grid (``"model"``), or, as
+nnU-Net prepares its training data, painted on a scanner grid drawn by the generator (0.6-1 mm
+pixels, 1-3 mm slices) and resampled to the model grid exactly as the segmenter resamples a CT
+(``"scanner"``: the image linearly, the target one channel at a time, linearly, then argmax).
+The second gives the network the images it is served: edges, slice profile and partial volume
+of a clinical series seen through the resampling.
 Targets are network output channels of one role's :class:`Target`: for the vertebra model
 0 background, 1..17 T1..L5, 18 sacrum (:data:`CHANNELS`); every other structure of the phantom
 is background. The muscle and lesion targets are defined in :mod:`demomodel.roles`.
@@ -24,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -33,7 +39,9 @@ import numpy.typing as npt
 from scipy import ndimage
 
 import phantom
+from phantom.generator import HU_RANGE
 from segmenter.crop import box_around
+from segmenter.resampling import to_spacing
 from spinemets import labels
 from spinemets.labelmaps import LabelMap
 
@@ -51,6 +59,8 @@ Scalar = TypeVar("Scalar", bound=np.generic)
 #: ``options(seed, spacing_zyx)``: the training phantom of a seed on the model grid.
 OptionsOf = Callable[[int, Sequence[float]], phantom.PhantomOptions]
 TruthMap = Literal["vertebrae", "muscles", "lesions"]
+#: Where training phantoms are painted: on the model grid, or on a scanner grid and resampled.
+PhantomGrid = Literal["model", "scanner"]
 
 
 def value_to_channel(channels: Sequence[str] = CHANNELS) -> npt.NDArray[np.uint8]:
@@ -137,34 +147,77 @@ class Target:
     options: OptionsOf
     crop: Crop | None = None
 
-    def folder(self, spacing_zyx: Sequence[float]) -> str:
-        """Cache folder name: spacing, crop and generator hash (and the role, except
-        vertebrae)."""
+    def folder(self, spacing_zyx: Sequence[float], grid: PhantomGrid = "model") -> str:
+        """Cache folder name: spacing, phantom grid, crop and generator hash (and the role,
+        except vertebrae)."""
         name = f"{'x'.join(f'{s:g}' for s in spacing_zyx)}-{phantom_fingerprint()}"
+        if grid == "scanner":
+            name = f"scanner-{name}"
         if self.crop is not None:
             name = f"crop{self.crop.margin_mm:g}-{name}"
         return name if self.role == "vertebrae" else f"{self.role}-{name}"
 
 
-def make_case(options: phantom.PhantomOptions, target: Target | None = None) -> Case:
+def make_case(options: phantom.PhantomOptions, target: Target | None = None,
+              resample_to: Sequence[float] | None = None,
+              clip: tuple[float, float] = HU_RANGE) -> Case:
     """Generate one phantom (the vertebra target by default), cropped as the target says; it is
-    already in canonical LPS order (identity direction)."""
+    already in canonical LPS order (identity direction).
+
+    ``resample_to`` (z, y, x mm): the phantom is painted on its own grid (``options.spacing``,
+    or the scanner grid the generator draws when that is None) and resampled to this spacing
+    as the segmenter resamples a CT: HU clipped to ``clip`` (the model's normalisation window)
+    and resampled linearly, the target by :func:`resample_channels`.
+    """
     target = target or VERTEBRAE
     generated = phantom.generate(options)
     if not np.allclose(generated.ct.geometry.direction, np.eye(3)):
         raise ValueError("training phantoms must be generated in canonical LPS orientation")
     truth: LabelMap = getattr(generated, target.truth)
     image, channels = generated.ct.array, value_to_channel(target.channels)[truth.array]
-    if target.crop is not None:
-        vertebrae = np.isin(generated.vertebrae.array,
-                            [label.value for label in labels.in_group(labels.Group.VERTEBRA)])
-        spacing = generated.ct.geometry.spacing
-        box = box_around(vertebrae, (spacing[2], spacing[1], spacing[0]), target.crop.margin_mm,
+    spacing = generated.ct.geometry.spacing
+    spacing_zyx = (spacing[2], spacing[1], spacing[0])
+    vertebra_values = [label.value for label in labels.in_group(labels.Group.VERTEBRA)]
+    vertebrae = (None if target.crop is None
+                 else np.isin(generated.vertebrae.array, vertebra_values))
+    if resample_to is not None:
+        target_zyx = (resample_to[0], resample_to[1], resample_to[2])
+        image = np.rint(to_spacing(image, spacing_zyx, target_zyx, clip)).astype(np.int16)
+        channels = resample_channels(channels, len(target.channels), spacing_zyx, target_zyx)
+        if vertebrae is not None:
+            vertebrae = resample_channels(vertebrae.view(np.uint8), 2, spacing_zyx,
+                                          target_zyx).view(bool)
+        spacing_zyx = target_zyx
+    if target.crop is not None and vertebrae is not None:
+        box = box_around(vertebrae, spacing_zyx, target.crop.margin_mm,
                          target.crop.min_extent_mm)
         if box is None:
             raise ValueError(f"phantom {options.seed} has no vertebra T1-L5 to crop around")
         image, channels = np.ascontiguousarray(image[box]), np.ascontiguousarray(channels[box])
     return Case(options.seed, image, channels)
+
+
+def resample_channels(channels: npt.NDArray[np.uint8], count: int,
+                      spacing_zyx: tuple[float, float, float],
+                      target_zyx: tuple[float, float, float]) -> npt.NDArray[np.uint8]:
+    """A channel map resampled as nnU-Net resamples segmentations: each channel's mask
+    linearly (on the segmenter's edge-aligned grid), then the argmax (ties: lower channel)."""
+    best: npt.NDArray[np.float32] | None = None
+    out: npt.NDArray[np.uint8] | None = None
+    for channel in range(count):
+        mask = (channels == channel).astype(np.int16)
+        if channel and not mask.any():
+            continue
+        share = to_spacing(mask, spacing_zyx, target_zyx, (0.0, 1.0))
+        if best is None or out is None:
+            best, out = share, np.zeros(share.shape, dtype=np.uint8)
+            continue
+        better = share > best
+        best[better] = share[better]
+        out[better] = channel
+    if out is None:
+        raise ValueError("no channel to resample")
+    return out
 
 
 def phantom_fingerprint() -> str:
@@ -180,18 +233,26 @@ VERTEBRAE = Target("vertebrae", "vertebrae", CHANNELS, phantom_options)
 
 
 def cached_cases(seeds: Sequence[int], spacing_zyx: Sequence[float], directory: Path,
-                 target: Target = VERTEBRAE) -> list[Case]:
-    """The phantoms of ``seeds`` at ``spacing_zyx``, generated once into ``directory``."""
-    folder = directory / target.folder(spacing_zyx)
+                 target: Target = VERTEBRAE, grid: PhantomGrid = "model",
+                 normalization: Normalization = NORMALIZATION) -> list[Case]:
+    """The phantoms of ``seeds`` at ``spacing_zyx``, painted on ``grid``, generated once into
+    ``directory``; scanner-grid images are clipped to ``normalization``'s window before they
+    are resampled, as the segmenter does."""
+    folder = directory / target.folder(spacing_zyx, grid)
     cases = []
     for seed in seeds:
         path = folder / f"{seed}.npz"
         if path.exists():
             cases.append(Case.load(path))
+            continue
+        options = target.options(seed, spacing_zyx)
+        if grid == "scanner":
+            case = make_case(replace(options, spacing=None), target, resample_to=spacing_zyx,
+                             clip=(normalization.lower, normalization.upper))
         else:
-            case = make_case(target.options(seed, spacing_zyx), target)
-            case.save(path)
-            cases.append(case)
+            case = make_case(options, target)
+        case.save(path)
+        cases.append(case)
     return cases
 
 

@@ -34,6 +34,7 @@ from demomodel.data import (
     Augmentation,
     Crop,
     Normalization,
+    PhantomGrid,
     Target,
 )
 from demomodel.network import NetworkConfig
@@ -102,6 +103,8 @@ class RoleConfig:
     time_budget_s: float
     train_phantoms: int = 60
     validation_phantoms: int = 3
+    #: Model-grid phantoms: the committed muscle and lesion models were trained on them.
+    phantom_grid: PhantomGrid = "model"
     weight_decay: float = 3e-5
     seed: int = 12345
     threads: int = 2

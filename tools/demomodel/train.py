@@ -1,10 +1,12 @@
 """Train a phantom-trained demo model (not for clinical use) and export it.
 
-``python -m demomodel.train --out triton-models/vertebrae`` reproduces the committed vertebra
-model: it generates (or reuses) the phantom cache, trains the level U-Net (half resolution,
-cross-entropy of the level given vertebra) and then the bone U-Net (full resolution, nnU-Net's
-Dice + CE of vertebra versus background), measures the validation Dice on the model grid and
-exports ONNX, model.json and config.pbtxt.
+``python -m demomodel.train --out triton-models/vertebrae`` trains the vertebra model: it
+generates (or reuses) the phantom cache, painted on scanner grids and resampled to the model
+grid as the segmenter resamples a CT (``--phantom-grid``), trains the level U-Net (half
+resolution, cross-entropy of the level given vertebra) and then the bone U-Net (full resolution,
+nnU-Net's Dice + CE of vertebra versus background), measures the validation Dice on the model
+grid and exports ONNX, model.json and config.pbtxt. The committed model is this run continued
+with ``--resume`` (its model.json records every run).
 
 ``python -m demomodel.train --role muscles --out triton-models/muscles`` (or ``lesions``) trains
 the one U-Net of that role (:mod:`demomodel.roles`) with Dice + CE on its channels, in the same
@@ -65,6 +67,7 @@ class TrainConfig:
                                          data.VALIDATION_SEEDS.start + 3)
     levels: Phase = field(default_factory=lambda: Phase(1500, 4, 3e-3, 22 * 60))
     bone: Phase = field(default_factory=lambda: Phase(600, 2, 3e-3, 16 * 60))
+    phantom_grid: data.PhantomGrid = "scanner"
     seed: int = 12345
     threads: int = 2
     bf16: bool = True
@@ -155,7 +158,8 @@ def train(config: TrainConfig, cache: Path, resume: dict[str, Any] | None = None
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     started = time.monotonic()
-    cases = data.cached_cases(range(*config.train_seeds), config.spacing_zyx, cache / "phantoms")
+    cases = data.cached_cases(range(*config.train_seeds), config.spacing_zyx, cache / "phantoms",
+                              grid=config.phantom_grid)
     log.info("%d training phantoms ready in %.0f s", len(cases), time.monotonic() - started)
     sampler = data.PatchSampler(cases, data.NORMALIZATION, config.patch_size_zyx, rng)
     model = TwoScaleUNet(config.model)
@@ -179,7 +183,7 @@ def train(config: TrainConfig, cache: Path, resume: dict[str, Any] | None = None
     validation = evaluate.validate_on_model_grid(
         model, data.NORMALIZATION, config.patch_size_zyx,
         data.cached_cases(range(*config.validation_seeds), config.spacing_zyx,
-                          cache / "phantoms"), config.spacing_zyx)
+                          cache / "phantoms", grid=config.phantom_grid), config.spacing_zyx)
     log.info("validation Dice per level: %s", validation)
     provenance = {
         "script": "tools/demomodel/train.py",
@@ -213,7 +217,7 @@ def train_role(config: RoleConfig, cache: Path, resume: dict[str, Any] | None = 
     started = time.monotonic()
     phantoms = cache / "phantoms"
     cases = data.cached_cases(range(*config.train_seeds), config.spacing_zyx, phantoms,
-                              config.target)
+                              config.target, config.phantom_grid, config.normalization)
     log.info("%d training phantoms ready in %.0f s", len(cases), time.monotonic() - started)
     sampler = data.PatchSampler(cases, config.normalization, config.patch_size_zyx, rng,
                                 foreground_fraction=config.foreground_fraction,
@@ -231,7 +235,8 @@ def train_role(config: RoleConfig, cache: Path, resume: dict[str, Any] | None = 
     validation = role_eval.validate_on_model_grid(
         model, config.normalization, config.patch_size_zyx,
         data.cached_cases(range(*config.validation_seeds), config.spacing_zyx, phantoms,
-                          config.target), config.target.channels)
+                          config.target, config.phantom_grid, config.normalization),
+        config.target.channels)
     log.info("validation Dice per label: %s", validation)
     provenance = {
         "script": "tools/demomodel/train.py",
@@ -316,6 +321,10 @@ def _parse(argv: Sequence[str] | None
                         help="share of foreground-centred patches (muscles, lesions)")
     parser.add_argument("--train-phantoms", type=int, help="default: 60 (lesions 80)")
     parser.add_argument("--validation-phantoms", type=int, help="default: 3")
+    parser.add_argument("--phantom-grid", choices=("model", "scanner"),
+                        help="paint training phantoms on the model grid, or on a scanner grid "
+                        "and resample them as the segmenter does (default: scanner for "
+                        "vertebrae, model for the other roles)")
     parser.add_argument("--seed", type=int, default=default.seed)
     parser.add_argument("--threads", type=int, default=default.threads)
     parser.add_argument("--no-bf16", action="store_true", help="train in float32")
@@ -330,7 +339,8 @@ def _parse(argv: Sequence[str] | None
                                  else args.foreground),
             train_phantoms=args.train_phantoms or role.train_phantoms,
             validation_phantoms=args.validation_phantoms or role.validation_phantoms,
-            seed=args.seed, threads=args.threads, bf16=not args.no_bf16)
+            phantom_grid=args.phantom_grid or role.phantom_grid, seed=args.seed,
+            threads=args.threads, bf16=not args.no_bf16)
         return config, args.cache, args.out, args.resume
     train_phantoms = args.train_phantoms or default.train_seeds[1] - default.train_seeds[0]
     validation_phantoms = (args.validation_phantoms
@@ -343,7 +353,8 @@ def _parse(argv: Sequence[str] | None
                      args.level_minutes * 60),
         bone=Phase(args.bone_iterations, default.bone.batch_size, args.bone_lr,
                    args.bone_minutes * 60),
-        seed=args.seed, threads=args.threads, bf16=not args.no_bf16)
+        phantom_grid=args.phantom_grid or default.phantom_grid, seed=args.seed,
+        threads=args.threads, bf16=not args.no_bf16)
     return config, args.cache, args.out, args.resume
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,7 @@ def test_cache_folders_keep_the_vertebra_name_and_prefix_the_others() -> None:
     assert data.VERTEBRAE.folder((2.0, 2.0, 2.0)) == f"2x2x2-{fingerprint}"
     assert roles.MUSCLES.folder((2.5, 2.5, 2.5)) == f"muscles-2.5x2.5x2.5-{fingerprint}"
     assert roles.LESIONS.folder((1.5, 1.5, 1.5)) == f"lesions-crop10-1.5x1.5x1.5-{fingerprint}"
+    assert data.VERTEBRAE.folder((2.0, 2.0, 2.0), "scanner") == f"scanner-2x2x2-{fingerprint}"
 
 
 def test_muscle_targets_are_lateral(muscle_cases: list[data.Case]) -> None:
@@ -86,6 +88,21 @@ def test_lesion_cases_are_cropped_as_the_segmenter_crops() -> None:
     lut = data.value_to_channel(roles.LESIONS.channels)
     assert np.array_equal(np.bincount(case.target.ravel(), minlength=4)[1:],
                           np.bincount(lut[generated.lesions.array].ravel(), minlength=4)[1:])
+
+
+def test_scanner_grid_lesion_cases_are_cropped_on_the_model_grid() -> None:
+    """Painted at 1.5 mm, resampled to 3 mm, then cropped: every lesion voxel is kept."""
+    options = replace(roles.lesion_options(data.TRAIN_SEEDS.start, (3.0, 3.0, 3.0)),
+                      spacing=(1.5, 1.5, 1.5), matrix=160)
+    cropped = data.make_case(options, roles.LESIONS, resample_to=(3.0, 3.0, 3.0))
+    whole = data.make_case(options, replace(roles.LESIONS, crop=None),
+                           resample_to=(3.0, 3.0, 3.0))
+    assert cropped.image.shape[1] < whole.image.shape[1]
+    assert cropped.image.shape[2] < whole.image.shape[2]
+    assert min(cropped.image.shape) >= 96 / 3
+    counts = np.bincount(cropped.target.ravel(), minlength=4)[1:]
+    assert counts.sum() > 0
+    assert np.array_equal(counts, np.bincount(whole.target.ravel(), minlength=4)[1:])
 
 
 def test_half_the_lesion_patches_are_centred_on_lesions() -> None:
@@ -143,8 +160,12 @@ def test_the_role_option_selects_a_role_and_leaves_the_vertebra_defaults() -> No
                                                                                       0.5)
     assert config.train_seeds == (data.TRAIN_SEEDS.start, data.TRAIN_SEEDS.start + 4)
     assert config.learning_rate == roles.ROLES["lesions"].learning_rate
+    assert config.phantom_grid == "model"  # as the committed lesion model was trained
     vertebrae, _, _, _ = train._parse(["--out", "x"])
     assert vertebrae == train.TrainConfig()
+    assert isinstance(vertebrae, train.TrainConfig) and vertebrae.phantom_grid == "scanner"
+    on_model_grid, _, _, _ = train._parse(["--out", "x", "--phantom-grid", "model"])
+    assert isinstance(on_model_grid, train.TrainConfig) and on_model_grid.phantom_grid == "model"
 
 
 def test_lesion_scores_count_detection_typing_and_false_positives() -> None:

@@ -13,6 +13,7 @@ import phantom
 from demomodel import data, export, train
 from demomodel.loss import IGNORE, DiceCELoss, level_targets
 from demomodel.network import ModelConfig, TwoScaleUNet
+from segmenter.inference import to_model_grid
 from segmenter.spec import ModelSpec
 
 TINY_PATCH = (16, 16, 16)
@@ -69,6 +70,43 @@ def test_targets_are_channels_of_vertebrae_and_sacrum_only(tiny_cases: list[data
         assert case.image.shape == case.target.shape
         assert {12, 13, 14} <= set(np.unique(case.target))  # T12, L1, L2 in view
         assert case.target.max() < len(data.CHANNELS)
+
+
+def test_resampled_channels_keep_each_structure_where_it_is() -> None:
+    """Channels resampled 1 mm -> 2 mm: a block stays where it was, with the voxel count its
+    volume gives, and a thin channel between two others is kept where it is the largest."""
+    channels = np.zeros((20, 20, 20), dtype=np.uint8)
+    channels[4:12, 4:12, 4:12] = 1
+    channels[12:16, 4:12, 4:12] = 2
+    out = data.resample_channels(channels, 3, (1.0, 1.0, 1.0), (2.0, 2.0, 2.0))
+    assert out.shape == (10, 10, 10)
+    expected = np.zeros((10, 10, 10), dtype=np.uint8)
+    expected[2:6, 2:6, 2:6] = 1
+    expected[6:8, 2:6, 2:6] = 2
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_scanner_grid_cases_are_what_the_segmenter_feeds_the_model() -> None:
+    """A scanner-grid case holds the CT as the segmenter resamples it for the model, and its
+    target puts every level in view where the scanner-grid truth has it."""
+    options = phantom.PhantomOptions(seed=13, spacing=(1.5, 1.5, 3.0), levels=("L1", "L3"),
+                                     max_rotation_deg=0.0)
+    scanner, model = np.array([3.0, 1.5, 1.5]), (6.0, 6.0, 6.0)
+    case = data.make_case(options, resample_to=model, clip=(-1000.0, 1500.0))
+    generated = phantom.generate(options)
+    spec = ModelSpec.load(Path("triton-models/vertebrae/model.json"))
+    served = to_model_grid(generated.ct.array, (3.0, 1.5, 1.5),
+                           spec.model_copy(update={"spacing_zyx": model}))
+    assert case.image.shape == served.shape
+    np.testing.assert_allclose(data.NORMALIZATION.apply(case.image), served, atol=2e-3)
+    # Edge-aligned grids: model voxel j is centred at (j + 1/2) * spacing - scanner / 2; a
+    # shift by one voxel (6 mm) fails.
+    spacing = np.array(generated.ct.array.shape) * scanner / np.array(case.target.shape)
+    truth = data.value_to_channel()[generated.vertebrae.array]
+    for level in (13, 14, 15):  # L1-L3
+        true_centre = np.argwhere(truth == level).mean(axis=0) * scanner
+        centre = (np.argwhere(case.target == level).mean(axis=0) + 0.5) * spacing - scanner / 2
+        np.testing.assert_allclose(centre, true_centre, atol=3.0)  # half a model voxel
 
 
 def test_cache_round_trip(tmp_path: Path, tiny_cases: list[data.Case]) -> None:
