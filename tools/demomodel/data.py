@@ -202,21 +202,16 @@ def resample_channels(channels: npt.NDArray[np.uint8], count: int,
                       target_zyx: tuple[float, float, float]) -> npt.NDArray[np.uint8]:
     """A channel map resampled as nnU-Net resamples segmentations: each channel's mask
     linearly (on the segmenter's edge-aligned grid), then the argmax (ties: lower channel)."""
-    best: npt.NDArray[np.float32] | None = None
-    out: npt.NDArray[np.uint8] | None = None
-    for channel in range(count):
-        mask = (channels == channel).astype(np.int16)
-        if channel and not mask.any():
+    best = to_spacing((channels == 0).astype(np.int16), spacing_zyx, target_zyx, (0.0, 1.0))
+    out = np.zeros(best.shape, dtype=np.uint8)
+    for channel in range(1, count):
+        mask = channels == channel
+        if not mask.any():
             continue
-        share = to_spacing(mask, spacing_zyx, target_zyx, (0.0, 1.0))
-        if best is None or out is None:
-            best, out = share, np.zeros(share.shape, dtype=np.uint8)
-            continue
+        share = to_spacing(mask.astype(np.int16), spacing_zyx, target_zyx, (0.0, 1.0))
         better = share > best
         best[better] = share[better]
         out[better] = channel
-    if out is None:
-        raise ValueError("no channel to resample")
     return out
 
 

@@ -17,6 +17,7 @@ from segmenter.inference import to_model_grid
 from segmenter.spec import ModelSpec
 
 TINY_PATCH = (16, 16, 16)
+VERTEBRA_MODEL = Path(__file__).resolve().parents[3] / "triton-models" / "vertebrae"
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +95,7 @@ def test_scanner_grid_cases_are_what_the_segmenter_feeds_the_model() -> None:
     scanner, model = np.array([3.0, 1.5, 1.5]), (6.0, 6.0, 6.0)
     case = data.make_case(options, resample_to=model, clip=(-1000.0, 1500.0))
     generated = phantom.generate(options)
-    spec = ModelSpec.load(Path("triton-models/vertebrae/model.json"))
+    spec = ModelSpec.load(VERTEBRA_MODEL / "model.json")
     served = to_model_grid(generated.ct.array, (3.0, 1.5, 1.5),
                            spec.model_copy(update={"spacing_zyx": model}))
     assert case.image.shape == served.shape
