@@ -44,12 +44,7 @@ class LabelMapping(BaseModel):
     @field_validator("labels")
     @classmethod
     def _catalogue(cls, value: dict[str, str | None]) -> dict[str, str | None]:
-        for target in value.values():
-            if target is not None:
-                try:
-                    labels.by_name(target)
-                except KeyError as exc:
-                    raise ValueError(str(exc.args[0])) from None
+        labels.check_names(target for target in value.values() if target is not None)
         return value
 
     @classmethod

@@ -13,6 +13,7 @@ and use the project's private scheme (:mod:`spinemets.codes`).
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from spinemets.codes import PRIVATE_SCHEME, Code
@@ -151,6 +152,14 @@ def by_name(name: str) -> Label:
         return _BY_NAME[name]
     except KeyError:
         raise KeyError(f"label {name!r} is not in the label catalogue") from None
+
+
+def check_names(names: Iterable[str]) -> None:
+    """:class:`ValueError` naming the first of ``names`` not in the catalogue (for validators of
+    configuration and model files, which report a ``ValueError`` with the field it came from)."""
+    for name in names:
+        if name not in _BY_NAME:
+            raise ValueError(f"label {name!r} is not in the label catalogue")
 
 
 def by_value(value: int) -> Label:

@@ -58,3 +58,6 @@ def test_unknown_names_are_named_in_the_error() -> None:
         labels.by_name("vertebra_C3")
     with pytest.raises(KeyError, match="999"):
         labels.by_value(999)
+    labels.check_names(["vertebra_T1", "sacrum"])
+    with pytest.raises(ValueError, match="'vertebra_C3' is not in the label catalogue"):
+        labels.check_names(["vertebra_T1", "vertebra_C3"])

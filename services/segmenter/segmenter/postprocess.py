@@ -22,6 +22,16 @@ Level consistency rule
     offset puts outside the model's levels are dropped: a C7 or S1 labelled like its neighbour,
     next to the levels the network identified. A correct map is unchanged but for stray islands;
     a duplicated, skipped or swapped level is fixed.
+
+Vertebrae cut by the field of view
+    A vertebra that the first or last slice cuts may show only a sliver: a piece of its body or
+    of its processes far below any size rule. A component that is not a vertebra by the rule
+    above, touches no vertebra, touches the cranial (caudal) face of the volume, lies beyond
+    every vertebra in that direction, overlaps the end vertebra in the axial plane (it continues
+    the spine) and reaches ``PARTIAL_FRACTION`` of the median vertebra is the next vertebra,
+    partly in view: the largest such component at each end takes the level above (below) the
+    end vertebra's, when the model has one, and does not vote on the offset. Its fragments join
+    it as a vertebra's do.
 """
 
 from __future__ import annotations
@@ -38,6 +48,9 @@ FRAGMENT_FRACTION = 0.25
 #: Floor of a level's reference size, as a share of the median over all levels (a T1 is about
 #: half the median vertebra of T1-L5).
 SMALLEST_LEVEL_SHARE = 0.4
+#: Smallest piece of a vertebra cut by the field of view that is kept, as a share of the median
+#: vertebra (a few hundred voxels of a CT; smaller specks at the border are noise).
+PARTIAL_FRACTION = 0.005
 
 Box = tuple[slice, ...]
 
@@ -113,14 +126,21 @@ def _touching(instances: npt.NDArray[np.int32], component: int, box: Box
     return found[found > 0]
 
 
-def _vertebrae(instances: npt.NDArray[np.int32], boxes: Sequence[Box | None],
-               sizes: npt.NDArray[np.int64], level_of: npt.NDArray[np.int64], levels: int
-               ) -> npt.NDArray[np.bool_]:
-    """Which components are vertebrae rather than fragments (the module docstring's rule);
-    ``boxes``: each component's bounding box, as ``ndimage.find_objects`` gives them."""
+def _largest_per_level(sizes: npt.NDArray[np.int64], level_of: npt.NDArray[np.int64],
+                       levels: int) -> tuple[npt.NDArray[np.int64], float]:
+    """Each level's largest component (voxels) and their median over the levels present."""
     largest = np.zeros(levels, dtype=np.int64)
     np.maximum.at(largest, level_of[1:], sizes[1:])
-    median = float(np.median(largest[largest > 0]))
+    return largest, float(np.median(largest[largest > 0]))
+
+
+def _vertebrae(instances: npt.NDArray[np.int32], boxes: Sequence[Box | None],
+               sizes: npt.NDArray[np.int64], level_of: npt.NDArray[np.int64],
+               largest: npt.NDArray[np.int64], median: float) -> npt.NDArray[np.bool_]:
+    """Which components are vertebrae rather than fragments (the module docstring's rule);
+    ``boxes``: each component's bounding box, as ``ndimage.find_objects`` gives them;
+    ``largest``, ``median``: as :func:`_largest_per_level` gives them."""
+    levels = len(largest)
     is_vertebra = sizes >= FRAGMENT_FRACTION * median
     is_vertebra[0] = False
     local = np.full(levels, SMALLEST_LEVEL_SHARE * median)
@@ -136,6 +156,41 @@ def _vertebrae(instances: npt.NDArray[np.int32], boxes: Sequence[Box | None],
         if box is not None and not large[_touching(instances, component, box)].any():
             is_vertebra[component] = True
     return is_vertebra
+
+
+def _overlap_in_plane(a: Box, b: Box) -> bool:
+    return all(a[d].start < b[d].stop and b[d].start < a[d].stop for d in (1, 2))
+
+
+def _partial_vertebrae(instances: npt.NDArray[np.int32], boxes: Sequence[Box | None],
+                       sizes: npt.NDArray[np.int64], centroid_z: npt.NDArray[np.float64],
+                       is_vertebra: npt.NDArray[np.bool_], median: float,
+                       cut: dict[int, bool]) -> dict[int, int]:
+    """Vertebrae cut by the field of view (the module docstring's rule): component -> +1 at
+    the cranial end, -1 at the caudal end. ``cut[side]``: whether ``instances`` reaches that
+    face of the volume."""
+    vertebrae = np.flatnonzero(is_vertebra)
+    candidates = np.flatnonzero(~is_vertebra & (sizes >= PARTIAL_FRACTION * median))
+    partial: dict[int, int] = {}
+    for side in (1, -1):
+        if not cut[side] or not vertebrae.size:
+            continue
+        end = int(vertebrae[np.argmax(side * centroid_z[vertebrae])])
+        end_box = boxes[end - 1]
+        best: int | None = None
+        for component in map(int, candidates[candidates > 0]):
+            box = boxes[component - 1]
+            if box is None or end_box is None:
+                continue
+            on_face = box[0].stop == instances.shape[0] if side > 0 else box[0].start == 0
+            if (on_face and side * centroid_z[component] > side * centroid_z[end]
+                    and _overlap_in_plane(box, end_box)
+                    and not is_vertebra[_touching(instances, component, box)].any()
+                    and (best is None or sizes[component] > sizes[best])):
+                best = component
+        if best is not None:
+            partial[best] = side
+    return partial
 
 
 def _owners(instances: npt.NDArray[np.int32], boxes: Sequence[Box | None],
@@ -168,19 +223,29 @@ def enforce_level_order(array: npt.NDArray[np.uint8], level_channels: Sequence[i
     sizes = per_slice.sum(axis=0)
     centroid_z = (np.arange(sub.shape[0])[:, None] * per_slice).sum(axis=0) / np.maximum(sizes, 1)
     boxes = ndimage.find_objects(instances)
-    is_vertebra = _vertebrae(instances, boxes, sizes, level_of, len(level_channels))
+    largest, median = _largest_per_level(sizes, level_of, len(level_channels))
+    is_vertebra = _vertebrae(instances, boxes, sizes, level_of, largest, median)
+    partial = _partial_vertebrae(instances, boxes, sizes, centroid_z, is_vertebra, median,
+                                 {1: box[0].stop == array.shape[0], -1: box[0].start == 0})
+    is_vertebra[list(partial)] = True
     owner = _owners(instances, boxes, is_vertebra)
-    vertebrae = sorted(np.flatnonzero(is_vertebra), key=lambda i: -centroid_z[i])
+    vertebrae = sorted((v for v in np.flatnonzero(is_vertebra) if int(v) not in partial),
+                       key=lambda i: -centroid_z[i])
     rank = {int(v): r for r, v in enumerate(vertebrae)}
     votes = np.zeros((len(vertebrae), len(level_channels)), dtype=np.int64)
     for i in np.flatnonzero(owner):
-        votes[rank[int(owner[i])], level_of[i]] += sizes[i]
+        if int(owner[i]) in rank:
+            votes[rank[int(owner[i])], level_of[i]] += sizes[i]
     new_channel = np.zeros(n, dtype=np.uint8)
     if vertebrae:
         offset = _choose_offset(votes)
-        for r, v in enumerate(vertebrae):
-            if 0 <= offset + r < len(level_channels):
-                new_channel[v] = level_channels[offset + r]
+        levels = {int(v): offset + r for r, v in enumerate(vertebrae)}
+        # a cut vertebra at the cranial end is the level above the top one, and vice versa
+        levels.update({v: offset - 1 if side > 0 else offset + len(vertebrae)
+                       for v, side in partial.items()})
+        for v, level in levels.items():
+            if 0 <= level < len(level_channels):
+                new_channel[v] = level_channels[level]
     lut = new_channel[owner]
     vertebra_voxels = instances > 0
     sub[vertebra_voxels] = lut[instances[vertebra_voxels]]

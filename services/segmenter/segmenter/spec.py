@@ -142,11 +142,7 @@ class ModelSpec(BaseModel):
             raise ValueError('channel 0 must be "background" and at least one label must follow')
         if len(set(names)) != len(names):
             raise ValueError("a catalogue label is assigned to two channels")
-        for name in names:
-            try:
-                labels.by_name(name)
-            except KeyError as exc:
-                raise ValueError(str(exc.args[0])) from None
+        labels.check_names(names)
         return value
 
     @property

@@ -126,6 +126,48 @@ def test_stray_voxels_of_an_otherwise_absent_level_are_not_a_vertebra() -> None:
     assert np.array_equal(array, spine([1, 2, 3, 4]))
 
 
+def test_a_sliver_cut_by_the_top_slice_is_the_level_above() -> None:
+    """The first slice cuts the vertebra above level 2: one slice of it is in view, a twelfth of
+    a vertebra, and the network calls it level 2 again. It is level 1, not an island."""
+    array = spine([1, 2, 3, 4, 5])
+    array[51:59] = 0
+    array[59, 5:15, 5:15] = 2
+    enforce_level_order(array, LEVELS)
+    expected = spine([1, 2, 3, 4, 5])
+    expected[51:59] = 0
+    assert np.array_equal(array, expected)
+
+
+def test_a_sliver_cut_by_the_bottom_slice_is_the_level_below() -> None:
+    array = spine([1, 2, 3, 4], slices=50)
+    array[0, 5:15, 5:15] = 4
+    array[0, 5:7, 5:7] = 3  # a fragment of it with another label joins it
+    enforce_level_order(array, LEVELS)
+    expected = spine([1, 2, 3, 4], slices=50)
+    expected[0, 5:15, 5:15] = 5
+    assert np.array_equal(array, expected)
+
+
+def test_a_sliver_beyond_the_first_level_is_dropped() -> None:
+    """A cut C7 above a T1 in view: the model has no level for it."""
+    array = spine([0, 1, 2, 3, 4])
+    array[59, 5:15, 5:15] = 1
+    enforce_level_order(array, LEVELS)
+    assert np.array_equal(array, spine([0, 1, 2, 3, 4]))
+
+
+@pytest.mark.parametrize("speck", [
+    (slice(0, 1), slice(5, 6), slice(5, 7)),  # two voxels under the spine: noise
+    (slice(0, 1), slice(16, 20), slice(16, 20)),  # beside the spine, not below it
+    (slice(5, 6), slice(5, 15), slice(5, 15)),  # below the spine but not cut by the border
+])
+def test_specks_that_are_not_a_cut_vertebra_are_removed(speck: tuple[slice, ...]) -> None:
+    array = spine([1, 2, 3, 4], slices=50)
+    array[speck] = 4
+    enforce_level_order(array, LEVELS)
+    assert np.array_equal(array, spine([1, 2, 3, 4], slices=50))
+
+
 def test_keep_largest_components_removes_smaller_pieces_only() -> None:
     array = np.zeros((10, 10, 10), np.uint8)
     array[0:4, 0:4, 0:4] = 6
