@@ -180,7 +180,7 @@ def _partial_vertebrae(instances: npt.NDArray[np.int32], boxes: Sequence[Box | N
         best: int | None = None
         for component in map(int, candidates[candidates > 0]):
             box = boxes[component - 1]
-            if box is None or end_box is None:
+            if box is None or end_box is None:  # neither is: every component has voxels
                 continue
             on_face = box[0].stop == instances.shape[0] if side > 0 else box[0].start == 0
             if (on_face and side * centroid_z[component] > side * centroid_z[end]
