@@ -158,8 +158,10 @@ def check_names(names: Iterable[str]) -> None:
     """:class:`ValueError` naming the first of ``names`` not in the catalogue (for validators of
     configuration and model files, which report a ``ValueError`` with the field it came from)."""
     for name in names:
-        if name not in _BY_NAME:
-            raise ValueError(f"label {name!r} is not in the label catalogue")
+        try:
+            by_name(name)
+        except KeyError as exc:
+            raise ValueError(exc.args[0]) from None
 
 
 def by_value(value: int) -> Label:

@@ -177,10 +177,12 @@ def _partial_vertebrae(instances: npt.NDArray[np.int32], boxes: Sequence[Box | N
             continue
         end = int(vertebrae[np.argmax(side * centroid_z[vertebrae])])
         end_box = boxes[end - 1]
+        if end_box is None:  # never: every component has voxels
+            continue
         best: int | None = None
         for component in map(int, candidates[candidates > 0]):
             box = boxes[component - 1]
-            if box is None or end_box is None:  # neither is: every component has voxels
+            if box is None:  # never, as above
                 continue
             on_face = box[0].stop == instances.shape[0] if side > 0 else box[0].start == 0
             if (on_face and side * centroid_z[component] > side * centroid_z[end]
