@@ -10,7 +10,9 @@ resampling, sliding window and post-processing exactly as served.
 Metrics (:file:`shared/SCIENCE.md` section 8): Dice per level on the CT grid, reported for the
 levels fully inside the field of view; identification as in VerSe: a level is identified when
 the predicted label of that level has its centroid closest to the true centroid among all
-predicted vertebrae, and less than 20 mm from it.
+predicted vertebrae, and less than 20 mm from it. Lesion coverage: per level holding lesion
+voxels, the share of them the model labels as that level (a metastasis is part of its vertebra,
+and the risk service types a vertebra's lesions from the lesion voxels inside its label).
 
 ``python -m demomodel.evaluate --model triton-models/vertebrae --phantoms 3``; for the muscle
 and lesion models (``--model triton-models/muscles``) the metrics of :mod:`demomodel.role_eval`.
@@ -22,7 +24,7 @@ import argparse
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +47,8 @@ log = logging.getLogger(__name__)
 IDENTIFICATION_DISTANCE_MM = 20.0
 #: Acceptance threshold on the Dice of every fully visible level.
 DICE_TARGET = 0.90
+#: Acceptance threshold on the share of a level's lesion voxels labelled as that level.
+LESION_COVERAGE_TARGET = 0.90
 
 LEVEL_VALUES = {labels.vertebra(lv).value: lv for lv in labels.LEVELS}
 
@@ -56,6 +60,8 @@ class CaseScore:
     dice: dict[str, float]  # level -> Dice, levels fully inside the volume
     present: tuple[str, ...]  # levels with at least one voxel inside the volume
     identified: tuple[str, ...]
+    #: level -> share of its true lesion voxels labelled as that level (levels with lesions)
+    lesion_coverage: dict[str, float] = field(default_factory=dict)
 
 
 def dice(a: npt.NDArray[np.bool_], b: npt.NDArray[np.bool_]) -> float:
@@ -89,12 +95,12 @@ def _centroid(array: npt.NDArray[np.integer], box: Box, value: int,
 
 
 def score(truth: npt.NDArray[np.integer], prediction: npt.NDArray[np.integer],
-          spacing: Sequence[float]) -> CaseScore:
-    """Dice per fully visible level and VerSe identification, on one grid.
+          spacing: Sequence[float], lesions: npt.NDArray[np.bool_] | None = None) -> CaseScore:
+    """Dice per fully visible level, VerSe identification and lesion coverage, on one grid.
 
     ``truth`` and ``prediction`` hold catalogue values on the same grid of ``spacing``
-    (mm per array axis). A level is fully visible when its true mask does not touch the
-    border of the grid.
+    (mm per array axis); ``lesions`` marks the true lesion voxels. A level is fully visible
+    when its true mask does not touch the border of the grid.
     """
     true_boxes, predicted_boxes = _boxes(truth), _boxes(prediction)
     predicted = {level: _centroid(prediction, box, labels.vertebra(level).value, spacing)
@@ -113,7 +119,16 @@ def score(truth: npt.NDArray[np.integer], prediction: npt.NDArray[np.integer],
             if closest == level and distances[level] < IDENTIFICATION_DISTANCE_MM:
                 identified.append(level)
     return CaseScore(dices, tuple(lv for lv in labels.LEVELS if lv in true_boxes),
-                     tuple(lv for lv in labels.LEVELS if lv in identified))
+                     tuple(lv for lv in labels.LEVELS if lv in identified),
+                     {} if lesions is None else lesion_coverage(truth, prediction, lesions))
+
+
+def lesion_coverage(truth: npt.NDArray[np.integer], prediction: npt.NDArray[np.integer],
+                    lesions: npt.NDArray[np.bool_]) -> dict[str, float]:
+    """Per level holding true lesion voxels: the share of them ``prediction`` labels as it."""
+    in_lesion, predicted = truth[lesions], prediction[lesions]
+    return {level: float(np.mean(predicted[in_lesion == value] == value))
+            for value, level in LEVEL_VALUES.items() if np.any(in_lesion == value)}
 
 
 def torch_predict(model: torch.nn.Module) -> Predict:
@@ -163,12 +178,13 @@ def evaluate_phantom(seed: int, spec: ModelSpec, predict: Predict) -> CaseScore:
     generated = phantom.generate(evaluation_options(seed))
     result = segment(generated.ct, spec, predict)
     spacing = generated.ct.geometry.spacing
-    return score(generated.vertebrae.array, result.array, (spacing[2], spacing[1], spacing[0]))
+    return score(generated.vertebrae.array, result.array, (spacing[2], spacing[1], spacing[0]),
+                 generated.lesions.array > 0)
 
 
 def summarise(scores: Sequence[CaseScore]) -> dict[str, object]:
-    """Mean Dice per level, the worst Dice, and identification rates (all levels present,
-    and levels fully in view) over all cases."""
+    """Mean Dice per level, the worst Dice, identification rates (all levels present, and
+    levels fully in view) and the worst lesion coverage over all cases."""
     per_level: dict[str, list[float]] = {}
     for case in scores:
         for level, value in case.dice.items():
@@ -177,6 +193,7 @@ def summarise(scores: Sequence[CaseScore]) -> dict[str, object]:
     identified = sum(len(c.identified) for c in scores)
     visible = sum(len(c.dice) for c in scores)
     visible_identified = sum(len(set(c.dice) & set(c.identified)) for c in scores)
+    coverage = [v for c in scores for v in c.lesion_coverage.values()]
     return {
         "dice_per_level": {lv: round(float(np.mean(per_level[lv])), 4)
                            for lv in labels.LEVELS if lv in per_level},
@@ -186,6 +203,8 @@ def summarise(scores: Sequence[CaseScore]) -> dict[str, object]:
         "levels_identified": identified,
         "identification_rate_fully_visible": round(visible_identified / visible, 4)
         if visible else None,
+        "min_lesion_coverage": round(min(coverage), 4) if coverage else None,
+        "levels_with_lesions": len(coverage),
     }
 
 
@@ -208,8 +227,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     for seed in range(args.first_seed, args.first_seed + args.phantoms):
         case = evaluate_phantom(seed, spec, predict)
         missed = sorted(set(case.present) - set(case.identified))
-        log.info("seed %d: Dice %s; missed %s", seed,
-                 {k: round(v, 3) for k, v in case.dice.items()}, missed)
+        log.info("seed %d: Dice %s; missed %s; lesion coverage %s", seed,
+                 {k: round(v, 3) for k, v in case.dice.items()}, missed,
+                 {k: round(v, 3) for k, v in case.lesion_coverage.items()})
         scores.append(case)
     print(json.dumps(summarise(scores), indent=2))
 

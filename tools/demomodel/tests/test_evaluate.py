@@ -1,4 +1,4 @@
-"""The evaluation metrics: Dice of fully visible levels and VerSe identification."""
+"""The evaluation metrics: Dice of fully visible levels, VerSe identification, lesion coverage."""
 
 from __future__ import annotations
 
@@ -63,3 +63,19 @@ def test_summary_rates() -> None:
     assert summary["identification_rate_fully_visible"] == 0.5
     assert summary["min_dice"] == 0.0
     assert summary["dice_per_level"] == {"L1": 0.5, "L2": 0.5}
+
+
+def test_lesion_coverage_is_the_share_of_lesion_voxels_kept_in_their_vertebra() -> None:
+    lesions = np.zeros(spine().shape, dtype=bool)
+    lesions[28:32, 8:12, 8:12] = True  # 64 voxels in L1
+    lesions[15:17, 8:10, 8:10] = True  # 8 voxels in L2
+    prediction = spine()
+    prediction[28:30, 8:12, 8:12] = 0  # half of the L1 lesion left out of L1 (lytic bone)
+    prediction[15:17, 8:10, 8:10] = L1  # the L2 lesion labelled as another level
+    result = evaluate.score(spine(), prediction, SPACING, lesions)
+    assert result.lesion_coverage == {"L1": 0.5, "L2": 0.0}
+    assert evaluate.score(spine(), spine(), SPACING, lesions).lesion_coverage == {"L1": 1.0,
+                                                                                  "L2": 1.0}
+    summary = evaluate.summarise([result])
+    assert summary["min_lesion_coverage"] == 0.0 and summary["levels_with_lesions"] == 2
+    assert evaluate.score(spine(), prediction, SPACING).lesion_coverage == {}  # no lesion map
