@@ -11,8 +11,9 @@ Metrics (:file:`shared/SCIENCE.md` section 8): Dice per level on the CT grid, re
 levels fully inside the field of view; identification as in VerSe: a level is identified when
 the predicted label of that level has its centroid closest to the true centroid among all
 predicted vertebrae, and less than 20 mm from it. Lesion coverage: per level holding lesion
-voxels, the share of them the model labels as that level (a metastasis is part of its vertebra,
-and the risk service types a vertebra's lesions from the lesion voxels inside its label).
+voxels, the share of them the vertebra model labels as that level (a metastasis is part of its
+vertebra, and the risk service types a vertebra's lesions from the lesion voxels inside its
+label; this is the model's own map, before the lesion role's ``extend_reference`` adds to it).
 
 ``python -m demomodel.evaluate --model triton-models/vertebrae --phantoms 3``; for the muscle
 and lesion models (``--model triton-models/muscles``) the metrics of :mod:`demomodel.role_eval`.
