@@ -23,8 +23,12 @@ exactly and the client's argmax, resampling and post-processing apply unchanged.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
 import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
 from torch import nn
@@ -151,6 +155,57 @@ class PlainUNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits: torch.Tensor = self.net(x)
         return logits
+
+
+#: Decoder convolutions whose input is the concatenation [upsampled, skip] of two equal halves.
+_CONCATENATED_INPUT = re.compile(r"decoder\.stages\.\d+\.convs\.0\.(conv|all_modules\.0)\.weight$")
+
+
+def _old_places(old: int, new: int, concatenated: bool) -> npt.NDArray[np.intp]:
+    """Where the ``old`` channels of an axis sit among its ``new`` ones (in each half of a
+    concatenation)."""
+    if not concatenated:
+        return np.arange(old)
+    if old % 2 or new % 2:
+        raise ValueError(f"a concatenated input of {old} -> {new} channels is not two halves")
+    return np.concatenate([np.arange(old // 2), new // 2 + np.arange(old // 2)])
+
+
+def widen(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """Load the weights of a narrower network of the same stages into ``model``, keeping its
+    function (Net2Net's function-preserving widening, with fresh rather than copied new units).
+
+    Every old channel keeps its index (in a decoder's concatenated input, its index in each
+    half); new channels keep their fresh initialisation, and the weights from new input
+    channels into old output channels are zeroed, so the wider network computes exactly what
+    the narrower one did, and training starts from there.
+    """
+    axes: dict[str, tuple[int, int]] = {}  # weight name -> (output axis, input axis)
+    for name, module in model.named_modules(remove_duplicate=False):
+        if isinstance(module, nn.ConvTranspose3d):
+            axes[f"{name}.weight"] = (1, 0)
+        elif isinstance(module, nn.Conv3d):
+            axes[f"{name}.weight"] = (0, 1)
+    target = model.state_dict()
+    if target.keys() != state.keys():
+        raise ValueError("not the same network: the parameter names differ")
+    with torch.no_grad():
+        for name, new in target.items():
+            old = state[name]
+            if old.dim() != new.dim() or any(o > n for o, n in zip(old.shape, new.shape,
+                                                                    strict=True)):
+                raise ValueError(f"{name}: {tuple(old.shape)} does not fit in "
+                                 f"{tuple(new.shape)}")
+            array = new.numpy()
+            output, inputs = axes.get(name, (0, -1))
+            places = [_old_places(o, n, axis == inputs and bool(_CONCATENATED_INPUT.search(name)))
+                      for axis, (o, n) in enumerate(zip(old.shape, new.shape, strict=True))]
+            if inputs >= 0:
+                fresh = [np.arange(n) for n in new.shape]
+                fresh[output] = places[output]
+                fresh[inputs] = np.setdiff1d(np.arange(new.shape[inputs]), places[inputs])
+                array[np.ix_(*fresh)] = 0
+            array[np.ix_(*places)] = old.numpy()
 
 
 def parameter_count(model: nn.Module) -> int:

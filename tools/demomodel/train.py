@@ -25,14 +25,21 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import torch
 
 from demomodel import data, evaluate, export, role_eval
 from demomodel.loss import DiceCELoss, level_loss, level_targets
-from demomodel.network import LEVEL_SCALE, ModelConfig, PlainUNet, TwoScaleUNet, parameter_count
+from demomodel.network import (
+    LEVEL_SCALE,
+    ModelConfig,
+    PlainUNet,
+    TwoScaleUNet,
+    parameter_count,
+    widen,
+)
 from demomodel.roles import ROLES, RoleConfig
 
 log = logging.getLogger(__name__)
@@ -60,7 +67,7 @@ class TrainConfig:
 
     spacing_zyx: tuple[float, float, float] = (2.0, 2.0, 2.0)
     patch_size_zyx: tuple[int, int, int] = (192, 64, 64)
-    bone_features: tuple[int, ...] = (8, 16, 32, 48, 64)
+    bone_features: tuple[int, ...] = (16, 32, 48, 64, 96)
     level_features: tuple[int, ...] = (16, 32, 64, 96, 128)
     train_seeds: tuple[int, int] = (data.TRAIN_SEEDS.start, data.TRAIN_SEEDS.start + 60)
     validation_seeds: tuple[int, int] = (data.VALIDATION_SEEDS.start,
@@ -151,8 +158,9 @@ def train(config: TrainConfig, cache: Path, resume: dict[str, Any] | None = None
           ) -> dict[str, Any]:
     """Train both U-Nets; return the checkpoint (state dict, configuration, provenance).
 
-    ``resume``: a checkpoint of the same architecture whose weights the run starts from (its
-    own provenance is kept under ``resumed_from``).
+    ``resume``: a checkpoint whose weights the run starts from (its own provenance is kept
+    under ``resumed_from``): of the same architecture, or with a narrower bone U-Net, which is
+    widened to ``config.bone_features`` keeping its function (:func:`network.widen`).
     """
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -163,10 +171,16 @@ def train(config: TrainConfig, cache: Path, resume: dict[str, Any] | None = None
     log.info("%d training phantoms ready in %.0f s", len(cases), time.monotonic() - started)
     sampler = data.PatchSampler(cases, data.NORMALIZATION, config.patch_size_zyx, rng)
     model = TwoScaleUNet(config.model)
+    widened_from = None
     if resume is not None:
-        model.load_state_dict(resume["state_dict"])
         log.info("resuming from a checkpoint trained for %s iterations",
                  resume["training"].get("iterations"))
+        if tuple(resume["model"]["bone_features"]) == config.bone_features:
+            model.load_state_dict(resume["state_dict"])
+        else:
+            widened_from = list(resume["model"]["bone_features"])
+            log.info("widening the bone U-Net from features %s", widened_from)
+            widen(model, resume["state_dict"])
     log.info("%s: %d parameters", config.model.describe(), parameter_count(model))
     phases: dict[str, Any] = {}
     for name, part, loss_of, phase in (("levels", model.levels, levels_loss, config.levels),
@@ -200,6 +214,8 @@ def train(config: TrainConfig, cache: Path, resume: dict[str, Any] | None = None
         if validation else None,
         "config": _jsonable(asdict(config)),
     }
+    if widened_from is not None:
+        provenance["bone_widened_from"] = widened_from
     if resume is not None:
         provenance["resumed_from"] = resume["training"]
         provenance["total_iterations"] = (provenance["iterations"]
@@ -299,12 +315,28 @@ def _save_role(cache: Path, model: PlainUNet, config: RoleConfig,
     }, cache / "checkpoints" / f"{config.role}-last.pt")
 
 
-def _parse(argv: Sequence[str] | None
-           ) -> tuple[TrainConfig | RoleConfig, Path, Path, Path | None]:
+def _features(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(","))
+
+
+class Run(NamedTuple):
+    """What the command line asks for."""
+
+    config: TrainConfig | RoleConfig
+    cache: Path
+    out: Path
+    resume: Path | None
+    version: str
+
+
+def _parse(argv: Sequence[str] | None) -> Run:
     default = TrainConfig()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--role", choices=("vertebrae", *ROLES), default="vertebrae")
     parser.add_argument("--out", type=Path, required=True, help="triton-models/<role> folder")
+    parser.add_argument("--version", default="1",
+                        help="model version (Triton's version folder); give new weights a new "
+                        "one, as the UIDs of result objects derive from it (default: 1)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--resume", type=Path, help="checkpoint to continue training from "
                         "(e.g. <cache>/checkpoints/last.pt of an earlier run)")
@@ -314,6 +346,9 @@ def _parse(argv: Sequence[str] | None
     parser.add_argument("--level-minutes", type=float, default=default.levels.time_budget_s / 60)
     parser.add_argument("--bone-iterations", type=int, default=default.bone.iterations)
     parser.add_argument("--bone-minutes", type=float, default=default.bone.time_budget_s / 60)
+    parser.add_argument("--bone-features", type=_features, default=default.bone_features,
+                        help="features per stage of the bone U-Net, e.g. 16,32,48,64,96; a "
+                        "--resume checkpoint with fewer is widened (default: %(default)s)")
     parser.add_argument("--lr", type=float, help="learning rate (muscles, lesions)")
     parser.add_argument("--iterations", type=int, help="iterations (muscles, lesions)")
     parser.add_argument("--minutes", type=float, help="time budget (muscles, lesions)")
@@ -341,11 +376,12 @@ def _parse(argv: Sequence[str] | None
             validation_phantoms=args.validation_phantoms or role.validation_phantoms,
             phantom_grid=args.phantom_grid or role.phantom_grid, seed=args.seed,
             threads=args.threads, bf16=not args.no_bf16)
-        return config, args.cache, args.out, args.resume
+        return Run(config, args.cache, args.out, args.resume, args.version)
     train_phantoms = args.train_phantoms or default.train_seeds[1] - default.train_seeds[0]
     validation_phantoms = (args.validation_phantoms
                            or default.validation_seeds[1] - default.validation_seeds[0])
     config = TrainConfig(
+        bone_features=args.bone_features,
         train_seeds=(data.TRAIN_SEEDS.start, data.TRAIN_SEEDS.start + train_phantoms),
         validation_seeds=(data.VALIDATION_SEEDS.start,
                           data.VALIDATION_SEEDS.start + validation_phantoms),
@@ -355,18 +391,18 @@ def _parse(argv: Sequence[str] | None
                    args.bone_minutes * 60),
         phantom_grid=args.phantom_grid or default.phantom_grid, seed=args.seed,
         threads=args.threads, bf16=not args.no_bf16)
-    return config, args.cache, args.out, args.resume
+    return Run(config, args.cache, args.out, args.resume, args.version)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    config, cache, out, resume_path = _parse(argv)
-    resume = torch.load(resume_path, weights_only=False) if resume_path else None
-    if isinstance(config, RoleConfig):
-        checkpoint = train_role(config, cache, resume)
+    run = _parse(argv)
+    resume = torch.load(run.resume, weights_only=False) if run.resume else None
+    if isinstance(run.config, RoleConfig):
+        checkpoint = train_role(run.config, run.cache, resume)
     else:
-        checkpoint = train(config, cache, resume)
-    export.export(checkpoint, out)
+        checkpoint = train(run.config, run.cache, resume)
+    export.export(checkpoint, run.out, run.version)
 
 
 if __name__ == "__main__":

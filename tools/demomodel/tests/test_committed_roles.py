@@ -15,6 +15,7 @@ from segmenter.crop import group_box, patch_extent
 from segmenter.inference import segment
 from segmenter.routing import segment_roles
 from segmenter.settings import Settings
+from segmenter.sliding import Predict
 from segmenter.spec import ModelSpec
 from spinemets import labels
 from spinemets.geometry import Volume
@@ -32,6 +33,11 @@ def role(request: pytest.FixtureRequest) -> str:
 
 def spec_of(role: str) -> ModelSpec:
     return ModelSpec.load(MODELS / role / "model.json")
+
+
+def predict_of(role: str) -> Predict:
+    """The committed ONNX of ``role`` (its model.json's version folder), run by onnxruntime."""
+    return evaluate.onnx_predict(MODELS / role / spec_of(role).version / "model.onnx")
 
 
 def test_model_json_maps_the_channels_to_the_catalogue(role: str) -> None:
@@ -68,7 +74,7 @@ def test_muscles_are_found_on_their_side_of_a_small_phantom() -> None:
     spec = spec_of("muscles")
     generated = phantom.generate(phantom.PhantomOptions(seed=5, levels=("L1", "L4"),
                                                         spacing=(2.0, 2.0, 3.0), matrix=200))
-    result = segment(generated.ct, spec, evaluate.onnx_predict(MODELS / "muscles/1/model.onnx"))
+    result = segment(generated.ct, spec, predict_of("muscles"))
     assert result.demo and set(result.labels.values()) <= set(spec.labels.values())
     for label in labels.in_group(labels.Group.MUSCLE):
         score = evaluate.dice(generated.muscles.mask(label.name), result.mask(label.name))
@@ -81,7 +87,7 @@ def test_lesions_of_a_small_phantom_are_detected() -> None:
     generated = phantom.generate(phantom.PhantomOptions(seed=6, levels=("L1", "L3"),
                                                         spacing=(1.5, 1.5, 2.0), matrix=140,
                                                         lesions=2))
-    result = segment(generated.ct, spec, evaluate.onnx_predict(MODELS / "lesions/1/model.onnx"))
+    result = segment(generated.ct, spec, predict_of("lesions"))
     assert result.demo and set(result.labels.values()) <= set(spec.labels.values())
     truth = generated.lesions.array > 0
     found = result.array > 0
@@ -101,7 +107,7 @@ def test_lesions_cropped_to_the_vertebrae_match_the_whole_volume_run() -> None:
                                                         lesions=2))
     roles = ["vertebrae", "lesions"]
     specs = {role: spec_of(role) for role in roles}
-    predicts = {role: evaluate.onnx_predict(MODELS / role / "1/model.onnx") for role in roles}
+    predicts = {role: predict_of(role) for role in roles}
 
     def run(role: str, volume: Volume) -> LabelMap:
         return segment(volume, specs[role], predicts[role])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -10,6 +13,7 @@ from demomodel import evaluate
 
 L1, L2, L3 = 20, 21, 22
 SPACING = (2.0, 1.0, 1.0)
+VERTEBRA_MODEL = Path(__file__).resolve().parents[3] / "triton-models" / "vertebrae"
 
 
 def spine() -> npt.NDArray[np.uint8]:
@@ -79,3 +83,12 @@ def test_lesion_coverage_is_the_share_of_lesion_voxels_kept_in_their_vertebra() 
     summary = evaluate.summarise([result])
     assert summary["min_lesion_coverage"] == 0.0 and summary["levels_with_lesions"] == 2
     assert evaluate.score(spine(), prediction, SPACING).lesion_coverage == {}  # no lesion map
+
+
+def test_a_model_of_another_role_is_refused_not_scored_as_muscles(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = json.loads((VERTEBRA_MODEL / "model.json").read_text())
+    (tmp_path / "model.json").write_text(json.dumps({**spec, "role": "spine_v2"}))
+    with pytest.raises(SystemExit):
+        evaluate.main(["--model", str(tmp_path)])
+    assert "role 'spine_v2' has no held-out evaluation" in capsys.readouterr().err

@@ -151,21 +151,24 @@ def test_export_of_a_role_writes_its_channels(tmp_path: Path) -> None:
 
 
 def test_the_role_option_selects_a_role_and_leaves_the_vertebra_defaults() -> None:
-    config, _, out, _ = train._parse(["--role", "lesions", "--out", "x", "--minutes", "2",
-                                      "--iterations", "7", "--train-phantoms", "4",
-                                      "--foreground", "0.5"])
+    run = train._parse(["--role", "lesions", "--out", "x", "--minutes", "2", "--iterations", "7",
+                        "--train-phantoms", "4", "--foreground", "0.5"])
+    config = run.config
     assert isinstance(config, roles.RoleConfig) and config.role == "lesions"
-    assert out == Path("x")
+    assert (run.out, run.version) == (Path("x"), "1")
     assert (config.iterations, config.time_budget_s, config.foreground_fraction) == (7, 120.0,
                                                                                       0.5)
     assert config.train_seeds == (data.TRAIN_SEEDS.start, data.TRAIN_SEEDS.start + 4)
     assert config.learning_rate == roles.ROLES["lesions"].learning_rate
     assert config.phantom_grid == "model"  # as the committed lesion model was trained
-    vertebrae, _, _, _ = train._parse(["--out", "x"])
+    vertebrae = train._parse(["--out", "x"]).config
     assert vertebrae == train.TrainConfig()
     assert isinstance(vertebrae, train.TrainConfig) and vertebrae.phantom_grid == "scanner"
-    on_model_grid, _, _, _ = train._parse(["--out", "x", "--phantom-grid", "model"])
+    on_model_grid = train._parse(["--out", "x", "--phantom-grid", "model"]).config
     assert isinstance(on_model_grid, train.TrainConfig) and on_model_grid.phantom_grid == "model"
+    widened = train._parse(["--out", "x", "--bone-features", "16,32,48,64,96", "--version", "2"])
+    assert isinstance(widened.config, train.TrainConfig)
+    assert (widened.config.bone_features, widened.version) == ((16, 32, 48, 64, 96), "2")
 
 
 def test_lesion_scores_count_detection_typing_and_false_positives() -> None:

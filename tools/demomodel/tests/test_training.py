@@ -12,7 +12,7 @@ import torch
 import phantom
 from demomodel import data, export, train
 from demomodel.loss import IGNORE, DiceCELoss, level_targets
-from demomodel.network import ModelConfig, TwoScaleUNet
+from demomodel.network import ModelConfig, TwoScaleUNet, widen
 from segmenter.inference import to_model_grid
 from segmenter.spec import ModelSpec
 
@@ -52,6 +52,28 @@ def test_two_scale_unet_outputs_log_probabilities_of_bone_times_level() -> None:
     # A voxel of a 2-cube takes the level distribution of its half-resolution block.
     expected = bone[:, 1, 3, 5, 7, None] * level[:, :, 1, 2, 3]
     torch.testing.assert_close(probs[:, 1:, 3, 5, 7], expected)
+
+
+def test_a_widened_bone_unet_computes_what_the_narrow_one_did_and_can_learn() -> None:
+    torch.manual_seed(0)
+    narrow = TwoScaleUNet(ModelConfig((32, 32, 32), (4, 8, 12, 16), (4, 8, 12, 16), 3))
+    with torch.no_grad():  # away from the default init, so that norms and biases count too
+        for parameter in narrow.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    wide = TwoScaleUNet(ModelConfig((32, 32, 32), (8, 12, 16, 24), (4, 8, 12, 16), 3))
+    widen(wide, narrow.state_dict())
+    x = torch.randn(2, 1, 32, 32, 32)
+    narrow.eval()
+    wide.eval()
+    with torch.no_grad():
+        assert torch.allclose(wide(x), narrow(x), atol=1e-4)
+    # The new channels are alive: their outgoing weights get a gradient at once.
+    wide.train()
+    wide(x)[:, 1].mean().backward()
+    seg = wide.state_dict(keep_vars=True)["bone.decoder.seg_layers.2.weight"]
+    assert seg.shape[1] == 8 and seg.grad is not None and seg.grad[:, 4:].abs().max() > 0
+    with pytest.raises(ValueError, match="does not fit"):
+        widen(narrow, wide.state_dict())
 
 
 def test_level_targets_take_the_majority_level_of_each_block() -> None:
