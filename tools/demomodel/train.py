@@ -154,13 +154,37 @@ def _summary(losses: list[float], seconds: float) -> dict[str, Any]:
             "final_loss": round(float(np.mean(losses[-25:])), 4) if losses else None}
 
 
+def start_from(config: TrainConfig, resume: dict[str, Any] | None
+               ) -> tuple[TwoScaleUNet, list[int] | None]:
+    """The model a run starts from, and the bone features it was widened from, if it was.
+
+    ``resume``: a checkpoint of the same architecture, or with a narrower bone U-Net, which is
+    widened to ``config.bone_features`` keeping its function (:func:`network.widen`); the
+    level U-Net must match.
+    """
+    model = TwoScaleUNet(config.model)
+    if resume is None:
+        return model, None
+    log.info("resuming from a checkpoint trained for %s iterations",
+             resume["training"].get("iterations"))
+    if tuple(resume["model"]["level_features"]) != config.level_features:
+        raise ValueError(f"the checkpoint's level U-Net has features "
+                         f"{resume['model']['level_features']}, not {list(config.level_features)}")
+    if tuple(resume["model"]["bone_features"]) == config.bone_features:
+        model.load_state_dict(resume["state_dict"])
+        return model, None
+    widened_from = list(resume["model"]["bone_features"])
+    log.info("widening the bone U-Net from features %s", widened_from)
+    widen(model, resume["state_dict"])
+    return model, widened_from
+
+
 def train(config: TrainConfig, cache: Path, resume: dict[str, Any] | None = None
           ) -> dict[str, Any]:
     """Train both U-Nets; return the checkpoint (state dict, configuration, provenance).
 
-    ``resume``: a checkpoint whose weights the run starts from (its own provenance is kept
-    under ``resumed_from``): of the same architecture, or with a narrower bone U-Net, which is
-    widened to ``config.bone_features`` keeping its function (:func:`network.widen`).
+    ``resume``: a checkpoint whose weights the run starts from (:func:`start_from`; its own
+    provenance is kept under ``resumed_from``).
     """
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -170,17 +194,7 @@ def train(config: TrainConfig, cache: Path, resume: dict[str, Any] | None = None
                               grid=config.phantom_grid)
     log.info("%d training phantoms ready in %.0f s", len(cases), time.monotonic() - started)
     sampler = data.PatchSampler(cases, data.NORMALIZATION, config.patch_size_zyx, rng)
-    model = TwoScaleUNet(config.model)
-    widened_from = None
-    if resume is not None:
-        log.info("resuming from a checkpoint trained for %s iterations",
-                 resume["training"].get("iterations"))
-        if tuple(resume["model"]["bone_features"]) == config.bone_features:
-            model.load_state_dict(resume["state_dict"])
-        else:
-            widened_from = list(resume["model"]["bone_features"])
-            log.info("widening the bone U-Net from features %s", widened_from)
-            widen(model, resume["state_dict"])
+    model, widened_from = start_from(config, resume)
     log.info("%s: %d parameters", config.model.describe(), parameter_count(model))
     phases: dict[str, Any] = {}
     for name, part, loss_of, phase in (("levels", model.levels, levels_loss, config.levels),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,24 @@ def test_a_widened_bone_unet_computes_what_the_narrow_one_did_and_can_learn() ->
     assert seg.shape[1] == 8 and seg.grad is not None and seg.grad[:, 4:].abs().max() > 0
     with pytest.raises(ValueError, match="does not fit"):
         widen(narrow, wide.state_dict())
+
+
+def test_a_run_widens_a_narrower_bone_unet_and_refuses_other_level_unets() -> None:
+    narrow = train.TrainConfig(patch_size_zyx=TINY_PATCH, bone_features=(4, 8),
+                               level_features=(8, 16))
+    model = TwoScaleUNet(narrow.model).eval()
+    checkpoint = {"state_dict": model.state_dict(), "model": asdict(narrow.model),
+                  "training": {"iterations": 1}}
+    wide, widened_from = train.start_from(replace(narrow, bone_features=(8, 12)), checkpoint)
+    assert widened_from == [4, 8] and wide.config.bone_features == (8, 12)
+    same, widened_from = train.start_from(narrow, checkpoint)
+    assert widened_from is None
+    x = torch.randn(1, 1, *TINY_PATCH)
+    with torch.no_grad():
+        assert torch.allclose(wide.eval()(x), model(x), atol=1e-4)
+        assert torch.equal(same.eval()(x), model(x))
+    with pytest.raises(ValueError, match="level U-Net has features"):
+        train.start_from(replace(narrow, level_features=(8, 24)), checkpoint)
 
 
 def test_level_targets_take_the_majority_level_of_each_block() -> None:
