@@ -37,6 +37,7 @@ from scipy import ndimage
 import phantom
 from demomodel import data
 from demomodel.data import EVALUATION_SEEDS
+from demomodel.roles import ROLES
 from segmenter.inference import segment
 from segmenter.sliding import Predict, sliding_window
 from segmenter.spec import ModelSpec
@@ -219,9 +220,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.first_seed not in EVALUATION_SEEDS:
         parser.error(f"evaluation seeds must lie in {EVALUATION_SEEDS}")
     spec = ModelSpec.load(args.model / "model.json")
-    if spec.role not in ("vertebrae", "muscles", "lesions"):
+    if spec.role != "vertebrae" and spec.role not in ROLES:
         parser.error(f"{args.model}: role {spec.role!r} has no held-out evaluation "
-                     "(vertebrae, muscles, lesions)")
+                     f"({', '.join(('vertebrae', *ROLES))})")
     if spec.role != "vertebrae":
         from demomodel import role_eval  # imports this module
         print(json.dumps(role_eval.run(args.model, args.phantoms, args.first_seed), indent=2))

@@ -7,7 +7,8 @@ holds spacing, patch, normalisation, channel -> catalogue name and the training 
 ``config.pbtxt`` is rendered from it by :func:`stack.triton.write_config`.
 
 ``python -m demomodel.export --checkpoint .cache/demomodel/checkpoints/last.pt
---out triton-models/vertebrae`` (``muscles-last.pt`` to ``triton-models/muscles``, and so on)
+--out triton-models/vertebrae --version 2`` (``muscles-last.pt`` to ``triton-models/muscles``,
+and so on)
 """
 
 from __future__ import annotations
@@ -114,13 +115,21 @@ def export(checkpoint: dict[str, Any], out: Path, version: str = "1") -> None:
     log.info("wrote %s and %s", out / "model.json", write_config(out))
 
 
+def add_version_argument(parser: argparse.ArgumentParser) -> None:
+    """``--version``: the model version written (Triton's version folder)."""
+    parser.add_argument("--version", default="1",
+                        help="model version (Triton's version folder); give new weights a new "
+                        "one, as the UIDs of result objects derive from it (default: 1)")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     parser = argparse.ArgumentParser(description="Export the demo model to triton-models/.")
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="triton-models/<role> folder")
+    add_version_argument(parser)
     args = parser.parse_args(argv)
-    export(torch.load(args.checkpoint, weights_only=False), args.out)
+    export(torch.load(args.checkpoint, weights_only=False), args.out, args.version)
 
 
 if __name__ == "__main__":

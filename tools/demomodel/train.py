@@ -348,9 +348,7 @@ def _parse(argv: Sequence[str] | None) -> Run:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--role", choices=("vertebrae", *ROLES), default="vertebrae")
     parser.add_argument("--out", type=Path, required=True, help="triton-models/<role> folder")
-    parser.add_argument("--version", default="1",
-                        help="model version (Triton's version folder); give new weights a new "
-                        "one, as the UIDs of result objects derive from it (default: 1)")
+    export.add_version_argument(parser)
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--resume", type=Path, help="checkpoint to continue training from "
                         "(e.g. <cache>/checkpoints/last.pt of an earlier run)")

@@ -227,3 +227,9 @@ def test_export_writes_a_spec_the_segmenter_accepts(tmp_path: Path) -> None:
     assert (tmp_path / "vertebrae" / "1" / "model.onnx").stat().st_size > 0
     config_text = (tmp_path / "vertebrae" / "config.pbtxt").read_text()
     assert 'name: "vertebrae"' in config_text and "dims: [ 19, 16, 16, 16 ]" in config_text
+    # New weights under a new version, from the command line.
+    torch.save(checkpoint, tmp_path / "last.pt")
+    export.main(["--checkpoint", str(tmp_path / "last.pt"), "--out", str(tmp_path / "vertebrae"),
+                 "--version", "2"])
+    assert ModelSpec.load(tmp_path / "vertebrae" / "model.json").version == "2"
+    assert (tmp_path / "vertebrae" / "2" / "model.onnx").stat().st_size > 0
