@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
+from onnx import numpy_helper
 
 from demomodel import data
 from demomodel.network import ModelConfig, NetworkConfig, PlainUNet, TwoScaleUNet, parameter_count
@@ -38,18 +40,19 @@ TOLERANCE = 1e-3
 MAX_ONNX_BYTES = 20 * 1024 * 1024
 
 
+def network(raw: dict[str, Any]) -> TwoScaleUNet | PlainUNet:
+    """A freshly initialised network of a checkpoint's ``model`` entry."""
+    if "features" in raw:
+        return PlainUNet(NetworkConfig(tuple(raw["patch_size_zyx"]), tuple(raw["features"]),
+                                       int(raw["num_classes"])))
+    return TwoScaleUNet(ModelConfig(tuple(raw["patch_size_zyx"]), tuple(raw["bone_features"]),
+                                    tuple(raw["level_features"]), int(raw["num_levels"])))
+
+
 def load(checkpoint: dict[str, Any]) -> TwoScaleUNet | PlainUNet:
     """The network of a checkpoint (the vertebra model's two U-Nets, or one U-Net), in eval
     mode."""
-    raw = checkpoint["model"]
-    model: TwoScaleUNet | PlainUNet
-    if "features" in raw:
-        model = PlainUNet(NetworkConfig(tuple(raw["patch_size_zyx"]), tuple(raw["features"]),
-                                        int(raw["num_classes"])))
-    else:
-        model = TwoScaleUNet(ModelConfig(tuple(raw["patch_size_zyx"]),
-                                         tuple(raw["bone_features"]),
-                                         tuple(raw["level_features"]), int(raw["num_levels"])))
+    model = network(checkpoint["model"])
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()
 
@@ -79,28 +82,94 @@ def model_description(checkpoint: dict[str, Any], model: TwoScaleUNet | PlainUNe
     }
 
 
-def to_onnx(model: TwoScaleUNet | PlainUNet, path: Path) -> None:
-    """Write the ONNX graph and check it against torch on a random batch of two patches."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    example = torch.randn(2, 1, *model.config.patch_size_zyx,
-                          generator=torch.Generator().manual_seed(0))
-    tmp = path.with_suffix(".tmp.onnx")
-    torch.onnx.export(model, (example,), str(tmp), dynamo=False, opset_version=OPSET,
-                      input_names=["input"], output_names=["logits"],
-                      dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
-                      external_data=False)
+def _example(model: TwoScaleUNet | PlainUNet) -> torch.Tensor:
+    """A fixed random batch of two patches."""
+    return torch.randn(2, 1, *model.config.patch_size_zyx,
+                       generator=torch.Generator().manual_seed(0))
+
+
+def _check(model: TwoScaleUNet | PlainUNet, path: Path) -> float:
+    """The largest difference between onnxruntime on ``path`` and ``model`` on the example
+    batch; raises when it is above :data:`TOLERANCE`."""
+    example = _example(model)
     with torch.no_grad():
         expected = model(example).numpy()
-    session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     actual = session.run(["logits"], {"input": example.numpy()})[0]
     difference = float(np.abs(actual - expected).max())
     if difference > TOLERANCE:
-        raise RuntimeError(f"onnxruntime differs from torch by {difference:.2e}")
+        raise RuntimeError(f"onnxruntime on {path.name} differs from torch by {difference:.2e}")
+    return difference
+
+
+def to_onnx(model: TwoScaleUNet | PlainUNet, path: Path) -> None:
+    """Write the ONNX graph and check it against torch on a random batch of two patches."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.onnx")
+    torch.onnx.export(model, (_example(model),), str(tmp), dynamo=False, opset_version=OPSET,
+                      input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
+                      external_data=False)
+    difference = _check(model, tmp)
     if tmp.stat().st_size > MAX_ONNX_BYTES:
         raise RuntimeError(f"ONNX file is {tmp.stat().st_size} bytes, limit {MAX_ONNX_BYTES}")
     tmp.replace(path)
     log.info("wrote %s (%d bytes), max |onnx - torch| = %.2e", path, path.stat().st_size,
              difference)
+
+
+def _stage_features(weights: dict[str, torch.Tensor], prefix: str) -> list[int]:
+    """Features per encoder stage of the PlainConvUNet under ``prefix``."""
+    features: list[int] = []
+    while (key := f"{prefix}encoder.stages.{len(features)}.0.convs.0.conv.weight") in weights:
+        features.append(int(weights[key].shape[0]))
+    return features
+
+
+def checkpoint_of(folder: Path) -> dict[str, Any]:
+    """The checkpoint a demo model folder (``triton-models/<role>``) was exported from, rebuilt
+    from its model.json and ONNX, so that training can go on from a committed model.
+
+    The ONNX initialisers keep the torch parameter names. Parameters the graph does not use
+    (the decoders' deep-supervision heads) keep a fresh initialisation; the rebuilt network
+    must reproduce the ONNX logits within :data:`TOLERANCE`.
+    """
+    description = json.loads((folder / "model.json").read_text())
+    if not description.get("demo") or "training" not in description:
+        raise ValueError(f"{folder}/model.json does not describe a demo model of this project")
+    path = folder / str(description["version"]) / "model.onnx"
+    weights = {tensor.name: torch.from_numpy(numpy_helper.to_array(tensor).copy())
+               for tensor in onnx.load(str(path)).graph.initializer}
+    channels = [description["labels"][str(c)] for c in range(len(description["labels"]))]
+    patch = list(description["patch_size_zyx"])
+    checkpoint: dict[str, Any] = {
+        "spacing_zyx": list(description["spacing_zyx"]),
+        "normalization": {k: float(description["normalization"][k])
+                          for k in ("lower", "upper", "mean", "std")},
+        "training": description["training"],
+    }
+    if description["role"] == "vertebrae":
+        checkpoint["model"] = {"patch_size_zyx": patch,
+                               "bone_features": _stage_features(weights, "bone."),
+                               "level_features": _stage_features(weights, "levels."),
+                               "num_levels": len(channels) - 1}
+    else:
+        checkpoint.update(role=description["role"], channels=channels,
+                          mirror_axes=description.get("mirror_axes", []),
+                          model={"patch_size_zyx": patch,
+                                 "features": _stage_features(weights, "net."),
+                                 "num_classes": len(channels)})
+    model = network(checkpoint["model"])
+    parameters = dict(model.named_parameters())
+    if unknown := sorted(set(weights) - set(parameters)):
+        raise ValueError(f"{path}: weights {unknown[:3]} are not parameters of "
+                         f"{checkpoint['model']}")
+    with torch.no_grad():
+        for name, value in weights.items():
+            parameters[name].copy_(value)
+    checkpoint["state_dict"] = model.state_dict()
+    _check(model.eval(), path)
+    return checkpoint
 
 
 def export(checkpoint: dict[str, Any], out: Path, version: str = "1") -> None:

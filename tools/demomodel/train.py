@@ -75,6 +75,7 @@ class TrainConfig:
     levels: Phase = field(default_factory=lambda: Phase(1500, 4, 3e-3, 22 * 60))
     bone: Phase = field(default_factory=lambda: Phase(600, 2, 3e-3, 16 * 60))
     phantom_grid: data.PhantomGrid = "scanner"
+    augmentation: data.Augmentation = field(default_factory=data.Augmentation)
     seed: int = 12345
     threads: int = 2
     bf16: bool = True
@@ -193,7 +194,8 @@ def train(config: TrainConfig, cache: Path, resume: dict[str, Any] | None = None
     cases = data.cached_cases(range(*config.train_seeds), config.spacing_zyx, cache / "phantoms",
                               grid=config.phantom_grid)
     log.info("%d training phantoms ready in %.0f s", len(cases), time.monotonic() - started)
-    sampler = data.PatchSampler(cases, data.NORMALIZATION, config.patch_size_zyx, rng)
+    sampler = data.PatchSampler(cases, data.NORMALIZATION, config.patch_size_zyx, rng,
+                                augmentation=config.augmentation)
     model, widened_from = start_from(config, resume)
     log.info("%s: %d parameters", config.model.describe(), parameter_count(model))
     phases: dict[str, Any] = {}
@@ -309,6 +311,7 @@ def _save(cache: Path, model: TwoScaleUNet, config: TrainConfig,
     return _write({
         "state_dict": model.state_dict(),
         "model": _jsonable(asdict(config.model)),
+        "mirror_axes": [2] if config.augmentation.mirror_x > 0 else [],
         "spacing_zyx": list(config.spacing_zyx),
         "normalization": asdict(data.NORMALIZATION),
         "training": training,
@@ -351,7 +354,8 @@ def _parse(argv: Sequence[str] | None) -> Run:
     export.add_version_argument(parser)
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--resume", type=Path, help="checkpoint to continue training from "
-                        "(e.g. <cache>/checkpoints/last.pt of an earlier run)")
+                        "(<cache>/checkpoints/last.pt of an earlier run), or a model folder "
+                        "such as triton-models/vertebrae (rebuilt from its model.json and ONNX)")
     parser.add_argument("--level-lr", type=float, default=default.levels.learning_rate)
     parser.add_argument("--bone-lr", type=float, default=default.bone.learning_rate)
     parser.add_argument("--level-iterations", type=int, default=default.levels.iterations)
@@ -406,10 +410,18 @@ def _parse(argv: Sequence[str] | None) -> Run:
     return Run(config, args.cache, args.out, args.resume, args.version)
 
 
+def _resume(path: Path) -> dict[str, Any]:
+    """The checkpoint file, or the checkpoint rebuilt from a model folder, at ``path``."""
+    if path.is_dir():
+        return export.checkpoint_of(path)
+    checkpoint: dict[str, Any] = torch.load(path, weights_only=False)
+    return checkpoint
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     run = _parse(argv)
-    resume = torch.load(run.resume, weights_only=False) if run.resume else None
+    resume = _resume(run.resume) if run.resume else None
     if isinstance(run.config, RoleConfig):
         checkpoint = train_role(run.config, run.cache, resume)
     else:

@@ -13,7 +13,7 @@ import torch
 import phantom
 from demomodel import data, export, train
 from demomodel.loss import IGNORE, DiceCELoss, level_targets
-from demomodel.network import ModelConfig, TwoScaleUNet, widen
+from demomodel.network import ModelConfig, NetworkConfig, PlainUNet, TwoScaleUNet, widen
 from segmenter.inference import to_model_grid
 from segmenter.spec import ModelSpec
 
@@ -233,3 +233,61 @@ def test_export_writes_a_spec_the_segmenter_accepts(tmp_path: Path) -> None:
                  "--version", "2"])
     assert ModelSpec.load(tmp_path / "vertebrae" / "model.json").version == "2"
     assert (tmp_path / "vertebrae" / "2" / "model.onnx").stat().st_size > 0
+
+
+def _perturbed(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` away from its default initialisation (norms and biases count too)."""
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    return model.eval()
+
+
+@pytest.mark.parametrize("role", ["vertebrae", "lesions"])
+def test_training_resumes_from_a_committed_model_folder(tmp_path: Path, role: str) -> None:
+    torch.manual_seed(0)
+    training = {"iterations": 7, "script": "tools/demomodel/train.py"}
+    normalization = {"lower": -1000.0, "upper": 1500.0, "mean": 0.0, "std": 500.0}
+    checkpoint: dict[str, object]
+    if role == "vertebrae":
+        model: torch.nn.Module = _perturbed(TwoScaleUNet(ModelConfig(TINY_PATCH, (4, 8),
+                                                                     (8, 12), 18)))
+        checkpoint = {"model": {"patch_size_zyx": list(TINY_PATCH), "bone_features": [4, 8],
+                                "level_features": [8, 12], "num_levels": 18}}
+    else:
+        model = _perturbed(PlainUNet(NetworkConfig(TINY_PATCH, (4, 8, 12), 4)))
+        checkpoint = {"model": {"patch_size_zyx": list(TINY_PATCH), "features": [4, 8, 12],
+                                "num_classes": 4},
+                      "role": role, "channels": ["background", "lesion_lytic", "lesion_blastic",
+                                   "lesion_mixed"],
+                      "mirror_axes": [2]}
+    checkpoint.update(state_dict=model.state_dict(), spacing_zyx=[2.0, 2.0, 2.0],
+                      normalization=normalization, training=training)
+    export.export(checkpoint, tmp_path / role, version="3")
+    rebuilt = train._resume(tmp_path / role)
+    assert rebuilt["model"] == checkpoint["model"] and rebuilt["training"] == training
+    assert rebuilt["normalization"] == normalization
+    assert {k: rebuilt[k] for k in ("role", "channels", "mirror_axes") if k in checkpoint} == {
+        k: checkpoint[k] for k in ("role", "channels", "mirror_axes") if k in checkpoint}
+    x = torch.randn(2, 1, *TINY_PATCH)
+    with torch.no_grad():
+        torch.testing.assert_close(export.load(rebuilt)(x), model(x))
+    # A folder that is not this project's demo model is refused, naming it.
+    description = json.loads((tmp_path / role / "model.json").read_text())
+    del description["training"]
+    (tmp_path / role / "model.json").write_text(json.dumps(description))
+    with pytest.raises(ValueError, match="not describe a demo model"):
+        export.checkpoint_of(tmp_path / role)
+
+
+def test_a_vertebra_checkpoint_records_the_mirror_axes_it_was_trained_with(tmp_path: Path
+                                                                          ) -> None:
+    config = train.TrainConfig(patch_size_zyx=TINY_PATCH, bone_features=(4, 8),
+                               level_features=(8, 12))
+    model = TwoScaleUNet(config.model)
+    mirrored = train._save(tmp_path, model, config, {"iterations": 0})
+    assert mirrored["mirror_axes"] == [2]  # left-right mirroring, as the sampler augments
+    export.export(mirrored, tmp_path / "vertebrae")
+    assert ModelSpec.load(tmp_path / "vertebrae" / "model.json").mirror_axes == (2,)
+    unmirrored = replace(config, augmentation=data.Augmentation(mirror_x=0.0))
+    assert train._save(tmp_path, model, unmirrored, {"iterations": 0})["mirror_axes"] == []
