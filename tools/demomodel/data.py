@@ -261,6 +261,11 @@ class Augmentation:
     shift: tuple[float, float] = (-0.1, 0.1)
     noise_sigma: tuple[float, float] = (0.0, 0.1)
 
+    @property
+    def mirror_axes(self) -> list[int]:
+        """The axes (model.json's ``mirror_axes``) a model trained with these is mirrored on."""
+        return [2] if self.mirror_x > 0 else []
+
 
 class PatchSampler:
     """Random training patches (nnU-Net style foreground oversampling) from cached cases."""

@@ -146,6 +146,7 @@ def checkpoint_of(folder: Path) -> dict[str, Any]:
         "spacing_zyx": list(description["spacing_zyx"]),
         "normalization": {k: float(description["normalization"][k])
                           for k in ("lower", "upper", "mean", "std")},
+        "mirror_axes": description.get("mirror_axes", []),
         "training": description["training"],
     }
     if description["role"] == "vertebrae":
@@ -155,7 +156,6 @@ def checkpoint_of(folder: Path) -> dict[str, Any]:
                                "num_levels": len(channels) - 1}
     else:
         checkpoint.update(role=description["role"], channels=channels,
-                          mirror_axes=description.get("mirror_axes", []),
                           model={"patch_size_zyx": patch,
                                  "features": _stage_features(weights, "net."),
                                  "num_classes": len(channels)})

@@ -55,12 +55,18 @@ def test_two_scale_unet_outputs_log_probabilities_of_bone_times_level() -> None:
     torch.testing.assert_close(probs[:, 1:, 3, 5, 7], expected)
 
 
+def _perturbed(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` away from its default initialisation (norms and biases count too)."""
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    return model.eval()
+
+
 def test_a_widened_bone_unet_computes_what_the_narrow_one_did_and_can_learn() -> None:
     torch.manual_seed(0)
-    narrow = TwoScaleUNet(ModelConfig((32, 32, 32), (4, 8, 12, 16), (4, 8, 12, 16), 3))
-    with torch.no_grad():  # away from the default init, so that norms and biases count too
-        for parameter in narrow.parameters():
-            parameter.add_(0.1 * torch.randn_like(parameter))
+    narrow = _perturbed(TwoScaleUNet(ModelConfig((32, 32, 32), (4, 8, 12, 16), (4, 8, 12, 16),
+                                                 3)))
     wide = TwoScaleUNet(ModelConfig((32, 32, 32), (8, 12, 16, 24), (4, 8, 12, 16), 3))
     widen(wide, narrow.state_dict())
     x = torch.randn(2, 1, 32, 32, 32)
@@ -233,14 +239,6 @@ def test_export_writes_a_spec_the_segmenter_accepts(tmp_path: Path) -> None:
                  "--version", "2"])
     assert ModelSpec.load(tmp_path / "vertebrae" / "model.json").version == "2"
     assert (tmp_path / "vertebrae" / "2" / "model.onnx").stat().st_size > 0
-
-
-def _perturbed(model: torch.nn.Module) -> torch.nn.Module:
-    """``model`` away from its default initialisation (norms and biases count too)."""
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(0.1 * torch.randn_like(parameter))
-    return model.eval()
 
 
 @pytest.mark.parametrize("role", ["vertebrae", "lesions"])
