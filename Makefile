@@ -54,9 +54,10 @@ test-acceptance: apt setup
 	$(PY) -m pytest -q -m acceptance
 
 # Container images (containers/, docs/deployment.md): the local Debian base (cached), then
-# every image, tagged with the project version. A machine with docker and no podman uses docker.
+# every image, tagged with the project version. A machine with a running Docker engine and no
+# podman uses docker; a docker client without an engine (`docker info` fails) does not count.
 apt-images:
-	@if ! command -v podman >/dev/null && command -v docker >/dev/null; then \
+	@if ! command -v podman >/dev/null && docker info >/dev/null 2>&1; then \
 	  $(MAKE) --no-print-directory apt APT_PACKAGES=debootstrap; \
 	else $(MAKE) --no-print-directory apt APT_PACKAGES="$(IMAGE_APT_PACKAGES)"; fi
 

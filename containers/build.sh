@@ -14,7 +14,7 @@
 # "ca-certificates" instead, so that a TLS-intercepting proxy's CA works; a secret is mounted for
 # the RUN steps only and never stored in an image.
 #
-# Environment: ENGINE (podman, else docker), ENGINE_FLAGS (global engine options; podman:
+# Environment: ENGINE (podman, else docker where its engine answers `docker info`), ENGINE_FLAGS (global engine options; podman:
 # "--runtime runc"), BUILD_FLAGS (build options; default: the ulimits below), VERSION (the
 # project version from pyproject.toml), BASE_IMAGE, CA_BUNDLE.
 set -euo pipefail
@@ -22,8 +22,8 @@ cd "$(dirname "$0")/.."
 
 if [[ -z ${ENGINE:-} ]]; then
   if command -v podman >/dev/null; then ENGINE=podman
-  elif command -v docker >/dev/null; then ENGINE=docker
-  else echo "neither podman nor docker is installed (make images installs podman)" >&2; exit 1; fi
+  elif docker info >/dev/null 2>&1; then ENGINE=docker
+  else echo "neither podman nor a running Docker engine (make images installs podman)" >&2; exit 1; fi
 fi
 export ENGINE
 if [[ -z ${ENGINE_FLAGS+set} ]]; then
