@@ -78,6 +78,8 @@ def model_description(checkpoint: dict[str, Any], model: TwoScaleUNet | PlainUNe
         "input": {"name": "input", "datatype": "FP32"},
         "output": {"name": "logits", "datatype": "FP32"},
         "mirror_axes": checkpoint.get("mirror_axes", []),
+        # Bone x level: bone where the bone U-Net says so, then the most probable level.
+        "decision": "foreground-first" if isinstance(model, TwoScaleUNet) else "argmax",
         "training": checkpoint["training"],
     }
 

@@ -46,3 +46,10 @@ class DeliveryError(SpineMetsError):
     """A result object could not be delivered to a destination."""
 
     reason = "delivery"
+
+
+class CallCancelledError(SpineMetsError):
+    """The caller of a long call went away (cancelled, past its deadline, disconnected): the
+    work stops, as nobody will receive its result."""
+
+    reason = "cancelled"

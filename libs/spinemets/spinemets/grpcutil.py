@@ -19,7 +19,13 @@ import numpy.typing as npt
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from spinemets import logs
-from spinemets.errors import DeliveryError, InputError, ModelError, SpineMetsError
+from spinemets.errors import (
+    CallCancelledError,
+    DeliveryError,
+    InputError,
+    ModelError,
+    SpineMetsError,
+)
 from spinemets.geometry import Geometry
 from spinemets.v1 import volume_pb2
 
@@ -28,25 +34,47 @@ log = logging.getLogger(__name__)
 #: Bytes per streamed chunk: well below gRPC's default 4 MiB message limit.
 CHUNK_BYTES = 1 << 20
 
-CHANNEL_OPTIONS = [
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.keepalive_permit_without_calls", 1),
-]
-#: Clients spread calls over every address the name resolves to (a headless Kubernetes Service
-#: lists one per pod); a plain host:port resolving to one address behaves as before.
-CLIENT_OPTIONS = [
-    *CHANNEL_OPTIONS,
-    ("grpc.service_config", json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})),
-]
-#: Servers close connections after this age (after a grace period for calls in flight), so
-#: clients re-resolve and new replicas of a scaled-out service start receiving calls.
-SERVER_OPTIONS = [
-    *CHANNEL_OPTIONS,
-    ("grpc.max_connection_age_ms", 300_000),
-    ("grpc.max_connection_age_grace_ms", 900_000),
-]
+#: Clients ping a connection every this many milliseconds, also while they wait on a long call
+#: (a segmentation on CPU takes minutes), so that a dead peer is noticed.
+KEEPALIVE_MS = 30_000
+
+
+def channel_options(keepalive_ms: int = KEEPALIVE_MS) -> list[tuple[str, Any]]:
+    """Keep-alive options shared by clients and servers."""
+    return [
+        ("grpc.keepalive_time_ms", keepalive_ms),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ]
+
+
+def client_options(keepalive_ms: int = KEEPALIVE_MS) -> list[tuple[str, Any]]:
+    """Keep-alive, and calls spread over every address the name resolves to (a headless
+    Kubernetes Service lists one per pod; a host:port resolving to one address is unaffected)."""
+    return [
+        *channel_options(keepalive_ms),
+        ("grpc.service_config", json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})),
+    ]
+
+
+def server_options(keepalive_ms: int = KEEPALIVE_MS) -> list[tuple[str, Any]]:
+    """Keep-alive the clients' pings agree with, and a maximum connection age.
+
+    gRPC servers take a ping as abuse when it comes less than 5 minutes after the last one
+    while no data flows, and answer the third with GOAWAY "too_many_pings", which fails the
+    call in flight: a client pinging every ``keepalive_ms`` during a long call lost it after
+    about three intervals. Pings half an interval apart are accepted here. Connections close
+    after an age (after a grace period for calls in flight), so clients re-resolve and new
+    replicas of a scaled-out service start receiving calls.
+    """
+    return [
+        *channel_options(keepalive_ms),
+        ("grpc.http2.min_ping_interval_without_data_ms", keepalive_ms // 2),
+        ("grpc.max_connection_age_ms", 300_000),
+        ("grpc.max_connection_age_grace_ms", 900_000),
+    ]
+
 
 Response = TypeVar("Response")
 
@@ -58,10 +86,11 @@ _JOB_ID = re.compile(r"^[0-9]{1,19}$")
 class Server:
     """A gRPC server with ``grpc.health.v1`` that drains in-flight calls on SIGTERM."""
 
-    def __init__(self, name: str, address: str, workers: int = 8) -> None:
+    def __init__(self, name: str, address: str, workers: int = 8,
+                 keepalive_ms: int = KEEPALIVE_MS) -> None:
         self.name = name
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
-                                   options=SERVER_OPTIONS)
+                                   options=server_options(keepalive_ms))
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         self.port = self._server.add_insecure_port(address)
@@ -99,10 +128,10 @@ class Server:
         self._stopped.wait()
 
 
-def channel(address: str) -> grpc.Channel:
+def channel(address: str, keepalive_ms: int = KEEPALIVE_MS) -> grpc.Channel:
     """An insecure channel with keep-alive and round-robin balancing (the cluster network is the
     trust boundary)."""
-    return grpc.insecure_channel(address, options=CLIENT_OPTIONS)
+    return grpc.insecure_channel(address, options=client_options(keepalive_ms))
 
 
 def wait_healthy(address: str, timeout: float) -> bool:
@@ -125,6 +154,8 @@ def abort_with(context: _Context, exc: Exception) -> None:
     """The one mapping from project errors to gRPC status codes; the reason leads the details."""
     if isinstance(exc, InputError):
         code = grpc.StatusCode.INVALID_ARGUMENT
+    elif isinstance(exc, CallCancelledError):
+        code = grpc.StatusCode.CANCELLED
     elif isinstance(exc, ModelError | DeliveryError):
         code = grpc.StatusCode.UNAVAILABLE
     elif isinstance(exc, FileNotFoundError | KeyError):

@@ -10,7 +10,8 @@ callable (Triton in the service, onnxruntime in evaluation and tests):
    ``model.json`` says;
 3. sliding window with Gaussian weighting, optional test-time mirroring, averaging softmax
    probabilities or logits (:mod:`segmenter.sliding`);
-4. resampling of the probabilities (or logits) back to the CT grid and argmax;
+4. resampling of the probabilities (or logits) back to the CT grid and the model's decision
+   (argmax, or foreground first: :func:`segmenter.resampling.argmax_on_grid`);
 5. unless disabled, largest connected component of every label except lesions, vertebra level
    consistency (:mod:`segmenter.postprocess`);
 6. back to the source orientation: the label map lies on the volume's own grid.
@@ -86,7 +87,9 @@ def to_ct_grid(probabilities: npt.NDArray[np.float32], shape: tuple[int, int, in
     if isinstance(spec.resampling, NnUNetResampling):
         return nnunet_resampling.argmax_on_grid(probabilities, shape, spacing, spec.spacing_zyx,
                                                 spec.resampling.probabilities)
-    return argmax_on_grid(probabilities, shape, spacing)
+    return argmax_on_grid(probabilities, shape, spacing,
+                          are_probabilities=spec.averaging == "softmax",
+                          foreground_first=spec.decision == "foreground-first")
 
 
 def segment(volume: Volume, spec: ModelSpec, predict: Predict, *, step_size: float = 0.5,

@@ -72,8 +72,16 @@ def to_spacing(array: npt.NDArray[np.int16], spacing: Spacing3, target_spacing: 
 
 
 def argmax_on_grid(probabilities: npt.NDArray[np.float32], shape: Shape3, spacing: Spacing3,
-                   slab_voxels: int = SLAB_VOXELS) -> npt.NDArray[np.uint8]:
-    """Resample ``[channel, z, y, x]`` probabilities back to the CT grid and take the argmax.
+                   slab_voxels: int = SLAB_VOXELS, *, are_probabilities: bool = True,
+                   foreground_first: bool = False) -> npt.NDArray[np.uint8]:
+    """Resample ``[channel, z, y, x]`` probabilities (or logits, ``are_probabilities=False``)
+    back to the CT grid and take the argmax.
+
+    ``foreground_first`` (probabilities only) decides in two steps instead: background where
+    channel 0 holds at least half the probability, else the most probable other channel. For a
+    network whose output factors as P(foreground) x P(class | foreground), such as the demo
+    vertebra model (bone x level), this is the decision of its two parts; the plain argmax
+    labels background wherever the class is uncertain, even inside clear foreground.
 
     ``probabilities`` is on the model grid made by :func:`to_spacing` from a CT grid of
     ``shape`` and ``spacing``. The CT grid is processed in slabs of slices, one channel at a
@@ -84,13 +92,22 @@ def argmax_on_grid(probabilities: npt.NDArray[np.float32], shape: Shape3, spacin
     there: linear interpolation keeps the probabilities of a voxel summing to at most one, so
     the winner always has at least ``1 / channels`` (times the share of its support inside
     the grid) and such a channel can never win. Each slab holds only a few vertebrae, so most
-    channels are skipped, and the result is exactly that of resampling every channel.
+    channels are skipped, and the result is exactly that of resampling every channel. With
+    ``foreground_first`` the bound is ``1 / (2 (channels - 1))``: where the foreground (above
+    one half) wins, the most probable of its channels has at least that share. Logits have no
+    such bound: every channel is resampled.
     """
+    if foreground_first and not are_probabilities:
+        raise ValueError("the foreground-first decision needs probabilities, not logits")
+    channels = probabilities.shape[0]
     model_shape = probabilities.shape[1:]
     model_spacing, model_origin = _grid(shape, spacing, model_shape)
     slices_per_slab = max(1, slab_voxels // (shape[1] * shape[2]))
     result = np.empty(shape, dtype=np.uint8)
-    cannot_win = np.float32(1.0 / probabilities.shape[0])
+    if not are_probabilities:
+        cannot_win = np.float32(-np.inf)
+    else:
+        cannot_win = np.float32(0.5 / (channels - 1) if foreground_first else 1.0 / channels)
     for k0 in range(0, shape[0], slices_per_slab):
         k1 = min(shape[0], k0 + slices_per_slab)
         # Model slices whose interpolation support covers CT slices k0..k1-1, one spare each side.
@@ -103,12 +120,18 @@ def argmax_on_grid(probabilities: npt.NDArray[np.float32], shape: Shape3, spacin
         best = np.full(slab_shape, -np.inf, dtype=np.float32)
         labels = result[k0:k1]
         labels.fill(0)
-        for channel in range(probabilities.shape[0]):
+        background: npt.NDArray[np.float32] | None = None
+        for channel in range(channels):
             if channel > 0 and probabilities[channel, lo:hi].max() < cannot_win:
                 continue
             image = _image(probabilities[channel, lo:hi], model_spacing, crop_origin)
             values = _resample(image, slab_shape, spacing, slab_origin)
+            if foreground_first and channel == 0:
+                background = values
+                continue
             better = values > best
             best[better] = values[better]
             labels[better] = channel
+        if background is not None:
+            labels[background >= np.float32(0.5)] = 0
     return result

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import grpc
 import numpy as np
+import numpy.typing as npt
 
 from segmenter.inference import segment
 from segmenter.metrics import SegmenterMetrics
@@ -19,7 +20,7 @@ from segmenter.spec import ModelSpec
 from segmenter.triton_client import TritonModel
 from segmenter.volume_client import fetch_volume
 from spinemets import labelmaps, logs
-from spinemets.errors import InputError, ModelError
+from spinemets.errors import CallCancelledError, InputError, ModelError
 from spinemets.geometry import Volume
 from spinemets.grpcutil import Server, guarded
 from spinemets.v1 import segmenter_pb2, segmenter_pb2_grpc, volume_pb2
@@ -74,21 +75,33 @@ class SegmenterService(segmenter_pb2_grpc.SegmenterServiceServicer):
                 volume = fetch_volume(request.data_service, request.series,
                                       self.settings.volume_timeout_s)
             with self.metrics.stage("segmentation"):
-                maps = self._segment(volume, roles)
+                maps = self._segment(volume, roles, context.is_active)
         return (chunk for label_map in maps for chunk in labelmaps.to_chunks(label_map))
 
-    def _segment(self, volume: Volume, roles: list[str]) -> list[labelmaps.LabelMap]:
-        """Run each role's model on the volume (cropped roles inside their box)."""
+    def _segment(self, volume: Volume, roles: list[str],
+                 alive: Callable[[], bool]) -> list[labelmaps.LabelMap]:
+        """Run each role's model on the volume (cropped roles inside their box) while the
+        caller is ``alive``."""
         specs = {role: self.models[role].spec for role in roles}
-        return segment_roles(volume, roles, specs, self.settings.crops, self._run)
+        return segment_roles(volume, roles, specs, self.settings.crops,
+                             lambda role, part: self._run(role, part, alive))
 
-    def _run(self, role: str, volume: Volume) -> labelmaps.LabelMap:
-        """One role's model on a volume (or the part of it a crop rule gives)."""
+    def _run(self, role: str, volume: Volume, alive: Callable[[], bool]) -> labelmaps.LabelMap:
+        """One role's model on a volume (or the part of it a crop rule gives). Before each
+        batch of patches, a caller that went away (a listener killed, a deadline passed)
+        stops the work with :class:`CallCancelledError` instead of leaving it to compete with the
+        caller's retry."""
         model = self.models[role]
         if model.max_batch_size < 1:
             model.check()
+
+        def predict(batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+            if not alive():
+                raise CallCancelledError("the caller went away; segmentation stopped")
+            return model.predict(batch)
+
         started = time.monotonic()
-        label_map = segment(volume, model.spec, model.predict,
+        label_map = segment(volume, model.spec, predict,
                             step_size=self.settings.step_size, mirror=self.settings.mirror,
                             batch_size=self.settings.batch_size,
                             workers=self.settings.concurrency,

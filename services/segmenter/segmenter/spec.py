@@ -105,6 +105,10 @@ class ModelSpec(BaseModel):
     #: What the sliding window averages over overlapping patches, mirrors and folds:
     #: softmax probabilities, or logits as nnU-Net v2 does.
     averaging: Literal["softmax", "logits"] = "softmax"
+    #: How a voxel's channel is chosen: the most probable channel, or background where channel 0
+    #: holds at least half the probability and else the most probable other channel (for
+    #: networks that factor foreground x class, as the demo vertebra model's bone x level).
+    decision: Literal["argmax", "foreground-first"] = "argmax"
 
     @field_validator("spacing_zyx")
     @classmethod
@@ -144,6 +148,17 @@ class ModelSpec(BaseModel):
             raise ValueError("a catalogue label is assigned to two channels")
         labels.check_names(names)
         return value
+
+    @model_validator(mode="after")
+    def _decision(self) -> ModelSpec:
+        if self.decision == "foreground-first":
+            if self.averaging != "softmax" or isinstance(self.resampling, NnUNetResampling):
+                raise ValueError("decision foreground-first needs softmax averaging and linear "
+                                 "resampling")
+            if any(self.labels[str(c)] == BACKGROUND for c in range(1, self.num_channels)):
+                raise ValueError("decision foreground-first needs channel 0 as the only "
+                                 "background channel")
+        return self
 
     @property
     def num_channels(self) -> int:

@@ -85,6 +85,43 @@ def test_slab_size_does_not_change_the_result() -> None:
         assert np.array_equal(argmax_on_grid(probs, CT_SHAPE, CT_SPACING, slab_voxels=slab), whole)
 
 
+def test_logits_give_the_argmax_of_their_probabilities() -> None:
+    """Log-probabilities (all negative, below any probability bound) label as their softmax."""
+    model_shape = target_shape(CT_SHAPE, CT_SPACING, MODEL_SPACING)
+    probs = probability_stack(model_shape)
+    expected = argmax_on_grid(probs, CT_SHAPE, CT_SPACING)
+    logits = np.log(probs) - np.float32(3.0)
+    labels = argmax_on_grid(logits, CT_SHAPE, CT_SPACING, are_probabilities=False)
+    assert set(np.unique(labels)) == {0, 1, 2}
+    assert np.mean(labels == expected) > 0.99
+
+
+def test_foreground_first_labels_uncertain_classes_inside_clear_foreground() -> None:
+    """Background 0.4 beats each of two classes at 0.3 under argmax, not foreground first;
+    where background holds at least one half it wins under both."""
+    model_shape = target_shape(CT_SHAPE, CT_SPACING, MODEL_SPACING)
+    probs = np.zeros((3, *model_shape), np.float32)
+    probs[0] = 1.0
+    probs[:, 4:12] = np.array([0.4, 0.35, 0.25])[:, None, None, None]
+    probs[:, 15:] = np.array([0.55, 0.1, 0.35])[:, None, None, None]
+    plain = argmax_on_grid(probs, CT_SHAPE, CT_SPACING)
+    first = argmax_on_grid(probs, CT_SHAPE, CT_SPACING, foreground_first=True)
+    assert set(np.unique(plain)) == {0}
+    assert set(np.unique(first)) == {0, 1}
+    z = np.flatnonzero((first == 1).all(axis=(1, 2)))
+    step = CT_SHAPE[0] * CT_SPACING[0] / model_shape[0]
+    # Channel 1 takes the CT slices whose interpolated background falls below one half.
+    assert z.min() * CT_SPACING[0] == pytest.approx(4 * step - CT_SPACING[0] / 2, abs=step)
+    assert z.max() * CT_SPACING[0] == pytest.approx(12 * step - CT_SPACING[0] / 2, abs=step)
+    assert (first[z.max() + 3:] == 0).all()
+    for slab in (1, 50 * 45 * 3):
+        assert np.array_equal(argmax_on_grid(probs, CT_SHAPE, CT_SPACING, slab_voxels=slab,
+                                             foreground_first=True), first)
+    with pytest.raises(ValueError, match="logits"):
+        argmax_on_grid(np.log(probs + 1e-6), CT_SHAPE, CT_SPACING, are_probabilities=False,
+                       foreground_first=True)
+
+
 def test_same_spacing_is_the_identity() -> None:
     hu = np.random.default_rng(2).integers(-1000, 1500, size=(9, 10, 11)).astype(np.int16)
     out = to_spacing(hu, (2.0, 2.0, 2.0), (2.0, 2.0, 2.0), clip=(-1000.0, 1500.0))

@@ -61,6 +61,10 @@ def test_a_valid_description_loads(tmp_path: Path) -> None:
     ({"output": {"name": "logits", "datatype": "FP16"}}, "output.datatype"),
     ({"mirror_axes": [0, 3]}, "mirror"),
     ({"version": "v1"}, "version"),
+    ({"decision": "threshold"}, "decision"),
+    ({"decision": "foreground-first", "averaging": "logits"}, "foreground-first needs softmax"),
+    ({"decision": "foreground-first",
+      "labels": {"0": "background", "1": "sacrum", "2": "background"}}, "only background"),
 ])
 def test_invalid_descriptions_name_the_problem(tmp_path: Path, change: dict[str, Any],
                                                field: str) -> None:

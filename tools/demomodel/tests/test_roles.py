@@ -144,7 +144,8 @@ def test_export_of_a_role_writes_its_channels(tmp_path: Path) -> None:
     assert spec.name == spec.role == "muscles" and spec.demo and spec.title == export.TITLE
     assert [spec.labels[str(c)] for c in range(7)] == list(roles.MUSCLES.channels)
     assert spec.channel_values == (0, 101, 102, 103, 104, 105, 106)
-    assert spec.mirror_axes == () and spec.spacing_zyx == (2.5, 2.5, 2.5)
+    assert spec.mirror_axes == () and spec.decision == "argmax"
+    assert spec.spacing_zyx == (2.5, 2.5, 2.5)
     raw = json.loads((tmp_path / "muscles" / "model.json").read_text())
     assert raw["architecture"].startswith("PlainConvUNet, 2 stages")
     assert "dims: [ 7, 16, 16, 16 ]" in (tmp_path / "muscles" / "config.pbtxt").read_text()

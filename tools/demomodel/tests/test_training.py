@@ -228,6 +228,7 @@ def test_export_writes_a_spec_the_segmenter_accepts(tmp_path: Path) -> None:
     spec = ModelSpec.load(tmp_path / "vertebrae" / "model.json")
     assert spec.name == spec.role == "vertebrae" and spec.version == "1"
     assert spec.patch_size_zyx == TINY_PATCH and spec.num_channels == 19
+    assert spec.decision == "foreground-first"  # bone x level: bone first, then the level
     raw = json.loads((tmp_path / "vertebrae" / "model.json").read_text())
     assert raw["training"] == checkpoint["training"]
     assert (tmp_path / "vertebrae" / "1" / "model.onnx").stat().st_size > 0
