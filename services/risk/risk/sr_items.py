@@ -33,6 +33,15 @@ from spinemets import codes
 
 #: A concept modifier: (concept name, coded value).
 Modifier = tuple[codes.Code, codes.Code]
+#: Significant digits kept in a NUM's Numeric Value (DS, at most 16 characters).
+DS_DIGITS = 12
+
+
+def ds_value(value: float) -> float:
+    """``value`` to :data:`DS_DIGITS` significant digits, so that its DS string fits 16
+    characters: pydicom writes 9.999999999999998 as "10.00000000000000", 17 characters, which
+    dciodvfy rejects."""
+    return float(f"{value:.{DS_DIGITS}g}")
 
 
 def missing_text(missing: Missing) -> str:
@@ -61,7 +70,7 @@ class Parameter:
     def item(self) -> hd.sr.NumContentItem:
         """The INFERRED FROM NUM item of this parameter."""
         found = hd.sr.NumContentItem(
-            name=concept(self.name), value=self.value, unit=concept(self.unit),
+            name=concept(self.name), value=ds_value(self.value), unit=concept(self.unit),
             relationship_type=hd.sr.RelationshipTypeValues.INFERRED_FROM)
         if self.derivation is not None:
             _modify(found, [(codes.DERIVATION, self.derivation)])
@@ -84,7 +93,7 @@ class Content:
             self.text(name, missing_text(value), modifiers)
             return
         measurement = hd.sr.Measurement(
-            name=concept(name), value=float(value), unit=concept(unit),
+            name=concept(name), value=ds_value(float(value)), unit=concept(unit),
             derivation=None if derivation is None else concept(derivation))
         item = measurement[0]
         _modify(item, modifiers)

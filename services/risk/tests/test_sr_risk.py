@@ -17,13 +17,14 @@ import highdicom as hd
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.valuerep import format_number_as_ds
 
 from phantom import Phantom, PhantomOptions, generate, write_dicom_series
 from risk.measure import measure_vertebrae
 from risk.results import build_objects
 from risk.settings import Settings
 from risk.spine import SpineAssessment, VertebraAssessment, assess_spine
-from risk.sr_items import missing_text
+from risk.sr_items import Content, Parameter, missing_text
 from risk.sr_muscles import muscle_text
 from risk.sr_vertebra import activity_code
 from risk.values import Missing
@@ -409,3 +410,19 @@ def test_vbmd_and_loads_carry_what_they_were_derived_from(written: Written) -> N
         codes.BODY_HEIGHT: (pytest.approx(1.64), codes.METER),
         _P["extensor_moment_arm"]: (pytest.approx(1000 * standing.moment_arm_m),
                                     codes.MILLIMETER)}
+
+
+@pytest.mark.parametrize("value", [9.999999999999998, 99.99999999999997, 0.30000000000000004,
+                                   -7.499999999999999, 1234.5678901234567])
+def test_numeric_values_fit_their_16_character_ds(value: float) -> None:
+    """pydicom writes 9.999999999999998 as "10.00000000000000" (17 characters, rejected by
+    dciodvfy; it reached a delivered follow-up SR); the SR keeps 12 significant digits."""
+    content = Content()
+    content.number(codes.VOLUME, value, codes.MILLILITER,
+                   parameters=[Parameter(codes.VOLUME, value, codes.MILLILITER)])
+    [num] = content.measurements[0]
+    [parameter] = [item for item in num.ContentSequence if item.ValueType == "NUM"]
+    for item in (num, parameter):
+        text = item.MeasuredValueSequence[0].NumericValue
+        assert len(str(text)) <= 16 and len(format_number_as_ds(float(text))) <= 16
+        assert float(text) == pytest.approx(value, rel=1e-11)
