@@ -62,11 +62,11 @@ def server_options(keepalive_ms: int = KEEPALIVE_MS) -> list[tuple[str, Any]]:
     """Keep-alive the clients' pings agree with, and a maximum connection age.
 
     gRPC servers take a ping as abuse when it comes less than 5 minutes after the last one
-    while no data flows, and answer the third with GOAWAY "too_many_pings", which fails the
-    call in flight: a client pinging every ``keepalive_ms`` during a long call lost it after
-    about three intervals. Pings half an interval apart are accepted here. Connections close
-    after an age (after a grace period for calls in flight), so clients re-resolve and new
-    replicas of a scaled-out service start receiving calls.
+    while no data flows, and answer the third such ping with GOAWAY "too_many_pings", which
+    fails the call in flight: a client pinging every ``keepalive_ms`` during a long call lost
+    it at its fourth ping (2 minutes). Pings half an interval apart are accepted here.
+    Connections close after an age (after a grace period for calls in flight), so clients
+    re-resolve and new replicas of a scaled-out service start receiving calls.
     """
     return [
         *channel_options(keepalive_ms),

@@ -18,8 +18,8 @@ def _slow_echo(request: bytes, _context: grpc.ServicerContext) -> bytes:
 
 
 def test_a_call_longer_than_many_keepalive_pings_completes() -> None:
-    """gRPC's default server policy answered the third ping of a waiting client with GOAWAY
-    "too_many_pings" and failed the call: segmentations over about 90 s were lost and retried."""
+    """gRPC's default server policy answered the fourth ping of a waiting client with GOAWAY
+    "too_many_pings" and failed the call: segmentations over 2 minutes were lost and retried."""
     handler = grpc.method_handlers_generic_handler(
         "test.Slow", {"Echo": grpc.unary_unary_rpc_method_handler(_slow_echo)})
     server = grpcutil.Server("slow", "127.0.0.1:0", keepalive_ms=KEEPALIVE_MS)
