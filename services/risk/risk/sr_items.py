@@ -44,6 +44,13 @@ def ds_value(value: float) -> float:
     return float(f"{value:.{DS_DIGITS}g}")
 
 
+def measurement(name: codes.Code, value: float, unit: codes.Code,
+                derivation: codes.Code | None = None) -> hd.sr.Measurement:
+    """A NUM measurement (TID 300) whose value fits its DS (:func:`ds_value`)."""
+    return hd.sr.Measurement(name=concept(name), value=ds_value(value), unit=concept(unit),
+                             derivation=None if derivation is None else concept(derivation))
+
+
 def missing_text(missing: Missing) -> str:
     """The TEXT value that stands for a missing measurement."""
     return f"missing ({missing.reason})" + (f": {missing.detail}" if missing.detail else "")
@@ -92,15 +99,13 @@ class Content:
         if isinstance(value, Missing):
             self.text(name, missing_text(value), modifiers)
             return
-        measurement = hd.sr.Measurement(
-            name=concept(name), value=ds_value(float(value)), unit=concept(unit),
-            derivation=None if derivation is None else concept(derivation))
-        item = measurement[0]
+        found = measurement(name, float(value), unit, derivation)
+        item = found[0]
         _modify(item, modifiers)
         if parameters:
             item.ContentSequence = DicomSequence([*item.get("ContentSequence", []),
                                                   *(p.item() for p in parameters)])
-        self.measurements.append(measurement)
+        self.measurements.append(found)
 
     def code(self, name: codes.Code, value: codes.Code | Missing,
              modifiers: Sequence[Modifier] = ()) -> None:

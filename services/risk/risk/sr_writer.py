@@ -40,7 +40,7 @@ from risk.segments import Segment, plan_segments
 from risk.settings import Equipment
 from risk.spine import SpineAssessment
 from risk.sr_context import context_container
-from risk.sr_items import Content, ds_value
+from risk.sr_items import Content, measurement
 from risk.sr_longitudinal import longitudinal_groups
 from risk.sr_muscles import muscle_groups
 from risk.sr_vertebra import vertebra_content
@@ -77,11 +77,9 @@ def measurement_group(number: int, m: VertebraMeasurement, seg: Dataset,
         finding_sites=[hd.sr.FindingSite(site)],
         algorithm_id=algorithm(provenance),
         measurements=[
-            hd.sr.Measurement(name=concept(codes.VOLUME), value=ds_value(m.volume_ml),
-                              unit=concept(codes.MILLILITER)),
-            hd.sr.Measurement(name=concept(codes.ATTENUATION_COEFFICIENT),
-                              value=ds_value(m.mean_hu), unit=concept(codes.HOUNSFIELD_UNIT),
-                              derivation=concept(codes.MEAN)),
+            measurement(codes.VOLUME, m.volume_ml, codes.MILLILITER),
+            measurement(codes.ATTENUATION_COEFFICIENT, m.mean_hu, codes.HOUNSFIELD_UNIT,
+                        codes.MEAN),
             *risk.measurements,
         ],
         qualitative_evaluations=evaluations or None,
@@ -109,9 +107,7 @@ def segment_group(number: int, segment: Segment, seg: Dataset, provenance: Prove
         finding_type=concept(label.type),
         finding_sites=[site],
         algorithm_id=algorithm(segment.provenance),
-        measurements=[hd.sr.Measurement(name=concept(codes.VOLUME),
-                                        value=ds_value(segment.volume_ml),
-                                        unit=concept(codes.MILLILITER))],
+        measurements=[measurement(codes.VOLUME, segment.volume_ml, codes.MILLILITER)],
         qualitative_evaluations=evaluations,
     )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import grpc
@@ -37,16 +38,18 @@ class Result:
 
 class FakeClient:
     """Answers like Triton with the tiny test network's idea: channel 1 where the input is
-    bright; can fail or answer without output."""
+    bright; can fail, answer without output, or take ``delay_s`` per request."""
 
     def __init__(self, channels: int) -> None:
         self.channels = channels
         self.failures: list[InferenceServerException] = []
         self.no_output = False
+        self.delay_s = 0.0
         self.requests = 0
 
     def infer(self, model_name: str, inputs: list[Any], **kwargs: Any) -> Result:
         self.requests += 1
+        time.sleep(self.delay_s)
         if self.failures:
             raise self.failures.pop(0)
         shape = [int(n) for n in inputs[0].shape()]
@@ -106,6 +109,27 @@ def json_logs() -> Iterator[io.StringIO]:
         yield stream
 
 
+@contextmanager
+def serving(ct: Volume, service: SegmenterService
+            ) -> Iterator[tuple[Any, segmenter_pb2.SegmentRequest]]:
+    """``service`` on a real gRPC server, with a data service streaming ``ct``: its stub and
+    a request for the series."""
+    data = grpcutil.Server("data", "127.0.0.1:0")
+    data.add(listener_pb2_grpc.add_DataServiceServicer_to_server, VolumeService(ct))
+    data.start()
+    server = grpcutil.Server("segmenter", "127.0.0.1:0")
+    server.add(segmenter_pb2_grpc.add_SegmenterServiceServicer_to_server, service)
+    server.start()
+    try:
+        with grpcutil.channel(f"127.0.0.1:{server.port}") as channel:
+            stub = segmenter_pb2_grpc.SegmenterServiceStub(channel)  # type: ignore[no-untyped-call]
+            yield stub, segmenter_pb2.SegmentRequest(series=SERIES,
+                                                     data_service=f"127.0.0.1:{data.port}")
+    finally:
+        server.stop(0)
+        data.stop(0)
+
+
 def test_segment_call_is_timed_by_stage_and_logs_its_job(
         make_spec: Callable[..., ModelSpec], volume: Callable[..., Volume],
         json_logs: io.StringIO) -> None:
@@ -115,27 +139,13 @@ def test_segment_call_is_timed_by_stage_and_logs_its_job(
     metrics = SegmenterMetrics()
     spec = make_spec()
     model, client = fake_model(spec, metrics)
-    data = grpcutil.Server("data", "127.0.0.1:0")
-    data.add(listener_pb2_grpc.add_DataServiceServicer_to_server, VolumeService(ct))
-    data.start()
-    server = grpcutil.Server("segmenter", "127.0.0.1:0")
-    server.add(segmenter_pb2_grpc.add_SegmenterServiceServicer_to_server,
-               SegmenterService(Settings(roles=("vertebrae",)), {"vertebrae": model},
-                                metrics))
-    server.start()
-    try:
-        with grpcutil.channel(f"127.0.0.1:{server.port}") as channel:
-            stub = segmenter_pb2_grpc.SegmenterServiceStub(channel)  # type: ignore[no-untyped-call]
-            request = segmenter_pb2.SegmentRequest(series=SERIES,
-                                                   data_service=f"127.0.0.1:{data.port}")
-            [label_map] = labelmaps.from_chunks(stub.Segment(
-                request, timeout=60, metadata=grpcutil.job_metadata(31)))
-            with pytest.raises(grpc.RpcError):
-                list(stub.Segment(segmenter_pb2.SegmentRequest(series=SERIES, roles=["x"]),
-                                  timeout=60))
-    finally:
-        server.stop(0)
-        data.stop(0)
+    service = SegmenterService(Settings(roles=("vertebrae",)), {"vertebrae": model}, metrics)
+    with serving(ct, service) as (stub, request):
+        [label_map] = labelmaps.from_chunks(stub.Segment(
+            request, timeout=60, metadata=grpcutil.job_metadata(31)))
+        with pytest.raises(grpc.RpcError):
+            list(stub.Segment(segmenter_pb2.SegmentRequest(series=SERIES, roles=["x"]),
+                              timeout=60))
     assert label_map.geometry == ct.geometry and label_map.array.any()
     assert metrics.value("stage_seconds_count", stage="volume_fetch") == 1
     assert metrics.value("stage_seconds_count", stage="segmentation") == 1  # not the bad call
@@ -147,48 +157,23 @@ def test_segment_call_is_timed_by_stage_and_logs_its_job(
         ("31", "1.2.3.4", "vertebrae")]
 
 
-class SlowClient(FakeClient):
-    """A Triton that takes 0.3 s per request."""
-
-    def infer(self, model_name: str, inputs: list[Any], **kwargs: Any) -> Result:
-        time.sleep(0.3)
-        return super().infer(model_name, inputs, **kwargs)
-
-
 def test_a_call_whose_caller_went_away_stops_segmenting(
         make_spec: Callable[..., ModelSpec], volume: Callable[..., Volume],
         json_logs: io.StringIO) -> None:
     """A caller past its deadline (or killed) gets nothing; the segmenter stops at the next
     batch instead of finishing work that would compete with the caller's retry."""
     ct = volume(np.full((80, 64, 64), 700, dtype=np.int16))
-    spec = make_spec()
-    model = TritonModel("127.0.0.1:1", spec, timeout=5, metrics=SegmenterMetrics())
-    client = SlowClient(spec.num_channels)
-    model._client = client  # type: ignore[assignment]
-    model.max_batch_size = 1
-    data = grpcutil.Server("data", "127.0.0.1:0")
-    data.add(listener_pb2_grpc.add_DataServiceServicer_to_server, VolumeService(ct))
-    data.start()
-    server = grpcutil.Server("segmenter", "127.0.0.1:0")
-    server.add(segmenter_pb2_grpc.add_SegmenterServiceServicer_to_server,
-               SegmenterService(Settings(roles=("vertebrae",), batch_size=1),
-                                {"vertebrae": model}))
-    server.start()
-    try:
-        with grpcutil.channel(f"127.0.0.1:{server.port}") as channel:
-            stub = segmenter_pb2_grpc.SegmenterServiceStub(channel)  # type: ignore[no-untyped-call]
-            request = segmenter_pb2.SegmentRequest(series=SERIES,
-                                                   data_service=f"127.0.0.1:{data.port}")
-            with pytest.raises(grpc.RpcError) as info:
-                list(stub.Segment(request, timeout=1.0))
-            assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    model, client = fake_model(make_spec(), SegmenterMetrics(), max_batch=1)
+    client.delay_s = 0.3
+    service = SegmenterService(Settings(roles=("vertebrae",), batch_size=1), {"vertebrae": model})
+    with serving(ct, service) as (stub, request):
+        with pytest.raises(grpc.RpcError) as info:
+            list(stub.Segment(request, timeout=1.0))
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         deadline = time.monotonic() + 30
         while not any(r["message"] == "Segment failed: the caller went away; segmentation "
                       "stopped" for r in logs.records(json_logs)):
             assert time.monotonic() < deadline, "the segmenter went on after the deadline"
             time.sleep(0.1)
-    finally:
-        server.stop(0)
-        data.stop(0)
     # 120 x 64 x 64 mm at 2 mm, 16^3 patches at step 8: 7 x 3 x 3 = 63 requests of 0.3 s.
     assert 0 < client.requests < 15
