@@ -29,18 +29,18 @@ from e2e import (
     query,
     requires,
     send,
+    short_run,
     wait_for_results,
 )
 from peers import Orthanc
-from phantom import PhantomOptions, generate, write_dicom_series
+from phantom import generate, write_dicom_series
 from phantom.followup import follow_up
 from phantom.options import FollowUpOptions
 from spinemets import codes
 
 pytestmark = [pytest.mark.integration, requires("storescu", "dciodvfy")]
 
-OPTIONS = PhantomOptions(seed=4242, levels=("T12", "L2"), spacing=(1.25, 1.25, 3.0), matrix=256,
-                         lesions=1)
+OPTIONS = short_run(4242)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+#: Libraries whose INFO records are chatter (pynetdicom's PDUs, highdicom's "copy attributes of
+#: module", fontTools' font subsetting for every PDF report): kept at WARNING.
+NOISY_LIBRARIES = ("pynetdicom", "grpc", "highdicom", "fontTools")
+
 _CONTEXT: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("log_context", default={})  # noqa: B039
 
 
@@ -55,7 +59,7 @@ def configure(service: str, level: str = "INFO", file: Path | None = None) -> No
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("pynetdicom", "grpc"):
+    for noisy in NOISY_LIBRARIES:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 

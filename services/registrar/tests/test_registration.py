@@ -158,7 +158,7 @@ def test_invalid_registration_settings_are_refused(bad: dict[str, object]) -> No
         RegistrationSettings(**bad)  # type: ignore[arg-type]
 
 
-@pytest.mark.slow  # issue 5's acceptance, in make test (about 1 min on 2 cores)
+@pytest.mark.slow  # issue 5's acceptance (make test-slow, which CI runs: 1.7 min on 2 cores)
 @pytest.mark.parametrize("seed", range(4_100_100, 4_100_108))
 def test_acceptance_registration_on_held_out_follow_ups(seed: int) -> None:
     """Random region, clinical thin-slice grid, pose, curvature and lesion changes."""

@@ -194,6 +194,8 @@ def test_dciodvfy_reports_no_errors(written: Written, vertebrae_only: Written,
     assert dciodvfy(vertebrae_only.sr) == []
 
 
+@pytest.mark.slow  # PixelMed takes 1.5 min on this SR (make test-slow; the smaller SRs of
+# test_sr.py, test_sr_longitudinal.py and test_findings_objects.py are validated in make test)
 def test_pixelmed_finds_tid_1500_and_no_errors(
         written: Written, pixelmed: Callable[[Path], tuple[str, list[str]]]) -> None:
     output, errors = pixelmed(written.sr)

@@ -32,7 +32,7 @@ from spinemets.geometry import Volume
 from spinemets.ports import free_port
 from stack.triton import TritonInstall, TritonProcess, TritonSettings
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 
 #: Voxels on which the segmenter and nnU-Net must agree.
 AGREEMENT = 0.999
