@@ -13,10 +13,14 @@ the predicted label of that level has its centroid closest to the true centroid 
 predicted vertebrae, and less than 20 mm from it. Lesion coverage: per level holding lesion
 voxels, the share of them the vertebra model labels as that level (a metastasis is part of its
 vertebra, and the risk service types a vertebra's lesions from the lesion voxels inside its
-label; this is the model's own map, before the lesion role's ``extend_reference`` adds to it).
+label). Each figure is given for the model's own map, or with ``--served`` for the map the
+default routing serves: the vertebra and lesion models run as the segmenter runs them
+(:func:`served_maps`), the lesion voxels touching a vertebra added to it
+(``extend_reference``), which is what the SEG carries when a rule asks for both roles.
 
-``python -m demomodel.evaluate --model triton-models/vertebrae --phantoms 3``; for the muscle
-and lesion models (``--model triton-models/muscles``) the metrics of :mod:`demomodel.role_eval`.
+``python -m demomodel.evaluate --model triton-models/vertebrae --phantoms 3 [--served]``; for
+the muscle and lesion models (``--model triton-models/muscles``) the metrics of
+:mod:`demomodel.role_eval`.
 """
 
 from __future__ import annotations
@@ -39,9 +43,13 @@ from demomodel import data
 from demomodel.data import EVALUATION_SEEDS
 from demomodel.roles import ROLES
 from segmenter.inference import segment
+from segmenter.routing import segment_roles
+from segmenter.settings import Settings
 from segmenter.sliding import Predict, sliding_window
 from segmenter.spec import ModelSpec
 from spinemets import labels
+from spinemets.geometry import Volume
+from spinemets.labelmaps import LabelMap
 
 log = logging.getLogger(__name__)
 
@@ -175,12 +183,36 @@ def evaluation_options(seed: int) -> phantom.PhantomOptions:
     return phantom.PhantomOptions(seed=seed, lesions=seed % 3)
 
 
+def served_maps(repository: Path, volume: Volume) -> tuple[LabelMap, LabelMap]:
+    """The vertebra and lesion maps of ``volume`` as the segmenter makes them: both models of
+    ``repository`` (onnxruntime), the lesion model inside its default crop, the lesion voxels
+    touching a vertebra added to it."""
+    roles = ["vertebrae", "lesions"]
+    specs = {role: ModelSpec.load(repository / role / "model.json") for role in roles}
+    predicts = {role: onnx_predict(repository / role / specs[role].version / "model.onnx")
+                for role in roles}
+    vertebrae, lesions = segment_roles(
+        volume, roles, specs, Settings().crops,
+        lambda role, part: segment(part, specs[role], predicts[role]))
+    return vertebrae, lesions
+
+
 def evaluate_phantom(seed: int, spec: ModelSpec, predict: Predict) -> CaseScore:
     """Segment held-out phantom ``seed`` with :func:`segmenter.inference.segment` and score it."""
     generated = phantom.generate(evaluation_options(seed))
-    result = segment(generated.ct, spec, predict)
+    return _score_phantom(generated, segment(generated.ct, spec, predict).array)
+
+
+def evaluate_served(seed: int, repository: Path) -> CaseScore:
+    """Score the vertebra map of held-out phantom ``seed`` as served with the lesion model
+    (:func:`served_maps`)."""
+    generated = phantom.generate(evaluation_options(seed))
+    return _score_phantom(generated, served_maps(repository, generated.ct)[0].array)
+
+
+def _score_phantom(generated: phantom.Phantom, prediction: npt.NDArray[np.integer]) -> CaseScore:
     spacing = generated.ct.geometry.spacing
-    return score(generated.vertebrae.array, result.array, (spacing[2], spacing[1], spacing[0]),
+    return score(generated.vertebrae.array, prediction, (spacing[2], spacing[1], spacing[0]),
                  generated.lesions.array > 0)
 
 
@@ -216,6 +248,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, default=Path("triton-models/vertebrae"))
     parser.add_argument("--phantoms", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=EVALUATION_SEEDS.start)
+    parser.add_argument("--served", action="store_true",
+                        help="vertebrae: score the map served with the lesion model beside it "
+                        "(the default routing) instead of the model's own")
     args = parser.parse_args(argv)
     if args.first_seed not in EVALUATION_SEEDS:
         parser.error(f"evaluation seeds must lie in {EVALUATION_SEEDS}")
@@ -230,7 +265,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     predict = onnx_predict(args.model / spec.version / "model.onnx")
     scores = []
     for seed in range(args.first_seed, args.first_seed + args.phantoms):
-        case = evaluate_phantom(seed, spec, predict)
+        case = (evaluate_served(seed, args.model.parent) if args.served
+                else evaluate_phantom(seed, spec, predict))
         missed = sorted(set(case.present) - set(case.identified))
         log.info("seed %d: Dice %s; missed %s; lesion coverage %s", seed,
                  {k: round(v, 3) for k, v in case.dice.items()}, missed,

@@ -40,15 +40,12 @@ from scipy import ndimage
 
 import phantom
 from demomodel import data
-from demomodel.evaluate import dice, onnx_predict, torch_predict
+from demomodel.evaluate import dice, onnx_predict, served_maps, torch_predict
 from risk.lesion_type import LesionTypeSettings, analyse
 from segmenter.inference import segment
-from segmenter.routing import segment_roles
-from segmenter.settings import Settings
 from segmenter.sliding import sliding_window
 from segmenter.spec import ModelSpec
 from spinemets import labels
-from spinemets.geometry import Volume
 from spinemets.labelmaps import LabelMap
 
 log = logging.getLogger(__name__)
@@ -326,19 +323,6 @@ class LesionEvaluation:
                 "acceptance": self.acceptance.summary()}
 
 
-def served_lesions(repository: Path, volume: Volume) -> tuple[LabelMap, LabelMap]:
-    """The vertebra and lesion maps of ``volume`` as the segmenter makes them: both models of
-    ``repository`` (onnxruntime), the lesion model inside its default crop."""
-    roles = ["vertebrae", "lesions"]
-    specs = {role: ModelSpec.load(repository / role / "model.json") for role in roles}
-    predicts = {role: onnx_predict(repository / role / specs[role].version / "model.onnx")
-                for role in roles}
-    vertebrae, lesions = segment_roles(
-        volume, roles, specs, Settings().crops,
-        lambda role, part: segment(part, specs[role], predicts[role]))
-    return vertebrae, lesions
-
-
 def lesion_scores(model: Path, phantoms: int, first_seed: int) -> LesionEvaluation:
     """Lesion figures over the held-out phantoms, for the lesion model folder ``model`` and the
     vertebra model beside it (``model/../vertebrae``)."""
@@ -346,7 +330,7 @@ def lesion_scores(model: Path, phantoms: int, first_seed: int) -> LesionEvaluati
     levels = [labels.vertebra(level).value for level in labels.LEVELS]
     for seed in range(first_seed, first_seed + phantoms):
         generated = phantom.generate(evaluation_options("lesions", seed))
-        vertebrae, lesions = served_lesions(model.parent, generated.ct)
+        vertebrae, lesions = served_maps(model.parent, generated.ct)
         prediction = lesions.array
         inside = np.isin(generated.vertebrae.array, levels)
         raw = lesion_score(generated.lesions.array, prediction)
