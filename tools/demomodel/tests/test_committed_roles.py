@@ -98,6 +98,7 @@ def test_lesions_of_a_small_phantom_are_detected() -> None:
     assert np.mean(generated.vertebrae.array[found] > 0) > 0.9
 
 
+@pytest.mark.slow  # 35-45 s: make test-slow (the end-to-end tests run the cropped routing)
 def test_lesions_cropped_to_the_vertebrae_match_the_whole_volume_run() -> None:
     """The served routing: vertebrae first, lesions inside their box grown by 10 mm. Inside the
     box the map is the whole-volume one up to the sliding window's and the resampling's
