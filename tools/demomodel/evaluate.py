@@ -28,7 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,18 +183,27 @@ def evaluation_options(seed: int) -> phantom.PhantomOptions:
     return phantom.PhantomOptions(seed=seed, lesions=seed % 3)
 
 
-def served_maps(repository: Path, volume: Volume) -> tuple[LabelMap, LabelMap]:
-    """The vertebra and lesion maps of ``volume`` as the segmenter makes them: both models of
-    ``repository`` (onnxruntime), the lesion model inside its default crop, the lesion voxels
-    touching a vertebra added to it."""
+#: ``serve(volume)``: its vertebra and lesion maps, as :func:`served_maps` makes them.
+Serve = Callable[[Volume], tuple[LabelMap, LabelMap]]
+
+
+def served_maps(repository: Path) -> Serve:
+    """The vertebra and lesion models of ``repository`` (onnxruntime, loaded once), run as the
+    segmenter runs them: the lesion model inside its default crop, the lesion voxels touching
+    a vertebra added to the vertebra map."""
     roles = ["vertebrae", "lesions"]
     specs = {role: ModelSpec.load(repository / role / "model.json") for role in roles}
     predicts = {role: onnx_predict(repository / role / specs[role].version / "model.onnx")
                 for role in roles}
-    vertebrae, lesions = segment_roles(
-        volume, roles, specs, Settings().crops,
-        lambda role, part: segment(part, specs[role], predicts[role]))
-    return vertebrae, lesions
+    crops = Settings().crops
+
+    def serve(volume: Volume) -> tuple[LabelMap, LabelMap]:
+        vertebrae, lesions = segment_roles(
+            volume, roles, specs, crops,
+            lambda role, part: segment(part, specs[role], predicts[role]))
+        return vertebrae, lesions
+
+    return serve
 
 
 def evaluate_phantom(seed: int, spec: ModelSpec, predict: Predict) -> CaseScore:
@@ -203,11 +212,11 @@ def evaluate_phantom(seed: int, spec: ModelSpec, predict: Predict) -> CaseScore:
     return _score_phantom(generated, segment(generated.ct, spec, predict).array)
 
 
-def evaluate_served(seed: int, repository: Path) -> CaseScore:
+def evaluate_served(seed: int, serve: Serve) -> CaseScore:
     """Score the vertebra map of held-out phantom ``seed`` as served with the lesion model
-    (:func:`served_maps`)."""
+    (``serve`` from :func:`served_maps`)."""
     generated = phantom.generate(evaluation_options(seed))
-    return _score_phantom(generated, served_maps(repository, generated.ct)[0].array)
+    return _score_phantom(generated, serve(generated.ct)[0].array)
 
 
 def _score_phantom(generated: phantom.Phantom, prediction: npt.NDArray[np.integer]) -> CaseScore:
@@ -262,10 +271,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         from demomodel import role_eval  # imports this module
         print(json.dumps(role_eval.run(args.model, args.phantoms, args.first_seed), indent=2))
         return
-    predict = onnx_predict(args.model / spec.version / "model.onnx")
+    if args.served:
+        serve = served_maps(args.model.parent)
+    else:
+        predict = onnx_predict(args.model / spec.version / "model.onnx")
     scores = []
     for seed in range(args.first_seed, args.first_seed + args.phantoms):
-        case = (evaluate_served(seed, args.model.parent) if args.served
+        case = (evaluate_served(seed, serve) if args.served
                 else evaluate_phantom(seed, spec, predict))
         missed = sorted(set(case.present) - set(case.identified))
         log.info("seed %d: Dice %s; missed %s; lesion coverage %s", seed,

@@ -328,9 +328,10 @@ def lesion_scores(model: Path, phantoms: int, first_seed: int) -> LesionEvaluati
     vertebra model beside it (``model/../vertebrae``)."""
     evaluation = LesionEvaluation()
     levels = [labels.vertebra(level).value for level in labels.LEVELS]
+    serve = served_maps(model.parent)
     for seed in range(first_seed, first_seed + phantoms):
         generated = phantom.generate(evaluation_options("lesions", seed))
-        vertebrae, lesions = served_maps(model.parent, generated.ct)
+        vertebrae, lesions = serve(generated.ct)
         prediction = lesions.array
         inside = np.isin(generated.vertebrae.array, levels)
         raw = lesion_score(generated.lesions.array, prediction)

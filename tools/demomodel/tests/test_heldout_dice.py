@@ -13,15 +13,22 @@ MODEL_DIR = Path(__file__).resolve().parents[3] / "triton-models" / "vertebrae"
 SEEDS = (EVALUATION_SEEDS.start, EVALUATION_SEEDS.start + 1, EVALUATION_SEEDS.start + 2)
 
 
+@pytest.fixture(scope="module")
+def serve() -> evaluate.Serve:
+    """The vertebra and lesion models beside ``MODEL_DIR``, loaded once for every seed."""
+    return evaluate.served_maps(MODEL_DIR.parent)
+
+
 @pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.acceptance
 @pytest.mark.parametrize("seed", SEEDS)
-def test_every_level_in_view_is_segmented_identified_and_whole(seed: int) -> None:
+def test_every_level_in_view_is_segmented_identified_and_whole(seed: int,
+                                                               serve: evaluate.Serve) -> None:
     """The vertebra map the default routing serves (vertebra and lesion models, lesion voxels
     touching a vertebra added to it): the model alone leaves pure lytic lesions out of their
     vertebra (docs/models.md)."""
-    result = evaluate.evaluate_served(seed, MODEL_DIR.parent)
+    result = evaluate.evaluate_served(seed, serve)
     assert result.dice, "no level fully in view"
     low = {level: round(d, 3) for level, d in result.dice.items() if d < evaluate.DICE_TARGET}
     assert not low, f"Dice below {evaluate.DICE_TARGET}: {low}"
