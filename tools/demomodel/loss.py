@@ -1,4 +1,4 @@
-"""Training losses of the two U-Nets: nnU-Net's Dice + CE for bone, CE for the level."""
+"""Training losses of the two U-Nets: nnU-Net's Dice + CE (or Dice + TopK CE) for bone, CE for the level."""
 
 from __future__ import annotations
 
@@ -13,12 +13,17 @@ class DiceCELoss(nn.Module):
     """nnU-Net's ``DC_and_CE_loss``: ``CE + (1 - soft Dice)``.
 
     Dice is computed over the whole batch per foreground class (``batch_dice``) and averaged
-    over the classes present in the batch.
+    over the classes present in the batch. With ``top_k`` below 100 the cross-entropy is the
+    mean over the ``top_k`` per cent of voxels where it is largest, as nnU-Net's
+    ``DC_and_topk_loss`` (``nnUNetTrainerDiceTopK10Loss`` uses 10).
     """
 
-    def __init__(self, smooth: float = 1e-5) -> None:
+    def __init__(self, smooth: float = 1e-5, top_k: float = 100.0) -> None:
         super().__init__()
+        if not 0 < top_k <= 100:
+            raise ValueError(f"top_k must be in (0, 100], not {top_k}")
         self.smooth = smooth
+        self.top_k = top_k
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
@@ -30,8 +35,14 @@ class DiceCELoss(nn.Module):
         dice = (2 * intersection + self.smooth) / torch.clamp(total + self.smooth, min=1e-8)
         present = (onehot.sum(axes) > 0).float()
         mean_dice = (dice * present).sum() / torch.clamp(present.sum(), min=1.0)
-        ce: torch.Tensor = nn.functional.cross_entropy(logits, target)
-        return ce + (1.0 - mean_dice)
+        return self._cross_entropy(logits, target) + (1.0 - mean_dice)
+
+    def _cross_entropy(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.top_k >= 100:
+            return nn.functional.cross_entropy(logits, target)
+        per_voxel = nn.functional.cross_entropy(logits, target, reduction="none").flatten()
+        count = max(1, int(per_voxel.numel() * self.top_k / 100))
+        return per_voxel.topk(count, sorted=False).values.mean()
 
 
 def level_targets(target: torch.Tensor, num_levels: int, scale: int) -> torch.Tensor:

@@ -76,6 +76,8 @@ class TrainConfig:
     bone: Phase = field(default_factory=lambda: Phase(600, 2, 3e-3, 16 * 60))
     phantom_grid: data.PhantomGrid = "scanner"
     augmentation: data.Augmentation = field(default_factory=data.Augmentation)
+    #: Per cent of voxels whose cross-entropy the bone loss averages (100: all, plain Dice + CE).
+    bone_top_k: float = 100.0
     seed: int = 12345
     threads: int = 2
     bf16: bool = True
@@ -91,9 +93,15 @@ def poly_lr(initial: float, progress: float, exponent: float = 0.9) -> float:
     return float(initial * (1 - min(progress, 1.0)) ** exponent)
 
 
-def bone_loss(model: TwoScaleUNet, image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Dice + CE of the full-resolution U-Net: vertebra (any level, sacrum) versus the rest."""
-    loss: torch.Tensor = DiceCELoss()(model.bone(image), (target > 0).long())
+def bone_loss(top_k: float = 100.0) -> PhaseLoss[TwoScaleUNet]:
+    """Dice + CE of the full-resolution U-Net: vertebra (any level, sacrum) versus the rest;
+    the CE over the ``top_k`` per cent hardest voxels (:class:`DiceCELoss`)."""
+    criterion = DiceCELoss(top_k=top_k)
+
+    def loss(model: TwoScaleUNet, image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        value: torch.Tensor = criterion(model.bone(image), (target > 0).long())
+        return value
+
     return loss
 
 
@@ -200,7 +208,8 @@ def train(config: TrainConfig, cache: Path, resume: dict[str, Any] | None = None
     log.info("%s: %d parameters", config.model.describe(), parameter_count(model))
     phases: dict[str, Any] = {}
     for name, part, loss_of, phase in (("levels", model.levels, levels_loss, config.levels),
-                                       ("bone", model.bone, bone_loss, config.bone)):
+                                       ("bone", model.bone, bone_loss(config.bone_top_k),
+                                        config.bone)):
         log.info("training the %s U-Net", name)
         phase_started = time.monotonic()
 
@@ -362,6 +371,9 @@ def _parse(argv: Sequence[str] | None) -> Run:
     parser.add_argument("--level-minutes", type=float, default=default.levels.time_budget_s / 60)
     parser.add_argument("--bone-iterations", type=int, default=default.bone.iterations)
     parser.add_argument("--bone-minutes", type=float, default=default.bone.time_budget_s / 60)
+    parser.add_argument("--bone-top-k", type=float, default=default.bone_top_k,
+                        help="per cent of hardest voxels in the bone U-Net's CE (nnU-Net's "
+                             "DiceTopK10 loss: 10; default 100, plain Dice + CE)")
     parser.add_argument("--bone-features", type=_features, default=default.bone_features,
                         help="features per stage of the bone U-Net, e.g. 16,32,48,64,96; a "
                         "--resume checkpoint with fewer is widened (default: %(default)s)")
@@ -405,8 +417,8 @@ def _parse(argv: Sequence[str] | None) -> Run:
                      args.level_minutes * 60),
         bone=Phase(args.bone_iterations, default.bone.batch_size, args.bone_lr,
                    args.bone_minutes * 60),
-        phantom_grid=args.phantom_grid or default.phantom_grid, seed=args.seed,
-        threads=args.threads, bf16=not args.no_bf16)
+        phantom_grid=args.phantom_grid or default.phantom_grid, bone_top_k=args.bone_top_k,
+        seed=args.seed, threads=args.threads, bf16=not args.no_bf16)
     return Run(config, args.cache, args.out, args.resume, args.version)
 
 

@@ -191,6 +191,23 @@ def test_dice_ce_loss_is_lowest_for_the_right_answer() -> None:
     assert loss(right, target) < 0.01 < 1.0 < loss(wrong, target)
 
 
+
+def test_top_k_cross_entropy_averages_only_the_hardest_voxels() -> None:
+    target = torch.zeros(1, 10, 10, 10, dtype=torch.int64)
+    target[0, :5] = 1
+    logits = torch.nn.functional.one_hot(target, 2).permute(0, 4, 1, 2, 3).float() * 20
+    logits[0, :, 0, 0, :] = torch.tensor([[0.0], [4.0]])  # 10 voxels (1 %) wrong, CE ~4.02
+    soft_dice = DiceCELoss(top_k=100)(logits, target) - torch.nn.functional.cross_entropy(
+        logits, target)
+    hard_ce = float(torch.nn.functional.cross_entropy(logits[:, :, 0, 0, :], target[:, 0, 0, :]))
+    # 1 %: exactly the ten wrong voxels; 2 %: those and ten right ones (CE ~0)
+    assert float(DiceCELoss(top_k=1)(logits, target) - soft_dice) == pytest.approx(hard_ce,
+                                                                                 rel=1e-5)
+    assert float(DiceCELoss(top_k=2)(logits, target) - soft_dice) == pytest.approx(hard_ce / 2,
+                                                                                 rel=1e-4)
+    with pytest.raises(ValueError, match="top_k"):
+        DiceCELoss(top_k=0)
+
 @pytest.mark.parametrize("phase", ["levels", "bone"])
 def test_a_few_iterations_reduce_the_loss(tiny_cases: list[data.Case], phase: str) -> None:
     torch.manual_seed(0)
@@ -198,7 +215,7 @@ def test_a_few_iterations_reduce_the_loss(tiny_cases: list[data.Case], phase: st
     sampler = data.PatchSampler(tiny_cases, data.NORMALIZATION, TINY_PATCH,
                                 np.random.default_rng(0), foreground_fraction=1.0)
     part, loss_of = ((model.levels, train.levels_loss) if phase == "levels"
-                     else (model.bone, train.bone_loss))
+                     else (model.bone, train.bone_loss()))
     before = [p.detach().clone() for p in model.parameters()]
     losses = train.fit(model, part, loss_of, sampler, train.Phase(30, 2, 1e-2, 600), bf16=False)
     assert len(losses) == 30
