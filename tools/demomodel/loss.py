@@ -1,4 +1,5 @@
-"""Training losses of the two U-Nets: nnU-Net's Dice + CE (or Dice + TopK CE) for bone, CE for the level."""
+"""Training losses of the two U-Nets: nnU-Net's Dice + CE (or Dice + TopK CE) for bone, CE for
+the level."""
 
 from __future__ import annotations
 

@@ -191,7 +191,6 @@ def test_dice_ce_loss_is_lowest_for_the_right_answer() -> None:
     assert loss(right, target) < 0.01 < 1.0 < loss(wrong, target)
 
 
-
 def test_top_k_cross_entropy_averages_only_the_hardest_voxels() -> None:
     target = torch.zeros(1, 10, 10, 10, dtype=torch.int64)
     target[0, :5] = 1
@@ -207,6 +206,7 @@ def test_top_k_cross_entropy_averages_only_the_hardest_voxels() -> None:
                                                                                  rel=1e-4)
     with pytest.raises(ValueError, match="top_k"):
         DiceCELoss(top_k=0)
+
 
 @pytest.mark.parametrize("phase", ["levels", "bone"])
 def test_a_few_iterations_reduce_the_loss(tiny_cases: list[data.Case], phase: str) -> None:
