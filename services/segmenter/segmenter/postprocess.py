@@ -6,32 +6,38 @@ Connectivity is face adjacency (``scipy.ndimage.label``'s default).
 
 Level consistency rule
     Every connected component of a vertebra channel is a candidate. A component of at least
-    ``FRAGMENT_FRACTION`` of the median vertebra (over levels, each level's largest component)
-    is a vertebra. A smaller one is a vertebra too when it touches none of those and reaches
+    ``FRAGMENT_FRACTION`` of the median vertebra (over levels, each level's largest component) is a
+    vertebra. A smaller one is a vertebra too when it touches none of those and reaches
     ``FRAGMENT_FRACTION`` of its level's reference size: the median of the largest components of
-    that level and the levels next to it, at least ``SMALLEST_LEVEL_SHARE`` of the median
-    vertebra. Vertebral size grows about fivefold from T1 to L5, so against the median alone a
-    partly labelled T1 was a fragment and a C7 labelled T1 took its place; a piece of a
-    vertebra that the network gave the next level's label touches the rest of it, and stays a
-    fragment. A fragment touching a vertebra joins it, any other becomes background. The
-    vertebrae left are ordered cranio-caudally by centroid and given consecutive levels
-    ``o, o+1, ...``; ``o`` is the offset with the best agreement: the sum over vertebrae of the
-    share of each vertebra's voxels whose network label equals its new level (so every vertebra
-    weighs the same, whatever its size or how much of it is in view). Ties go to the offset
-    keeping more vertebrae, then to the one nearest the network's own. Vertebrae the chosen
-    offset puts outside the model's levels are dropped: a C7 or S1 labelled like its neighbour,
-    next to the levels the network identified. A correct map is unchanged but for stray islands;
-    a duplicated, skipped or swapped level is fixed.
+    that level and the levels next to it, at least ``SMALLEST_LEVEL_SHARE`` of the median vertebra.
+    Vertebral size grows about fivefold from T1 to L5, so against the median alone a partly labelled
+    T1 was a fragment and a C7 labelled T1 took its place; a piece of a vertebra that the network
+    gave the next level's label touches the rest of it, and stays a fragment. A larger piece (a
+    spinous process labelled as the vertebra below) passes the size test against the median, which
+    the lumbar levels raise, and would push every level on one side of it by one. So each vertebra
+    that touches another and is neither the first nor the last is tested as a piece of a neighbour:
+    it becomes a fragment if that raises the agreement defined below; the one that raises it most
+    goes first, then the test runs again. A real vertebra, however compressed, stays one: without it
+    its level is empty, and the levels on one side move by one, which lowers the agreement. A
+    fragment joins the vertebra it touches, directly or through other fragments (the nearest; among
+    several, the one it shares most voxel faces with); any other becomes background. The vertebrae
+    left are ordered cranio-caudally by centroid and given consecutive levels ``o, o+1, ...``; ``o``
+    is the offset with the best agreement: the sum over vertebrae of the share of each vertebra's
+    voxels whose network label equals its new level (so every vertebra weighs the same, whatever its
+    size or how much of it is in view). Ties go to the offset keeping more vertebrae, then to the
+    one nearest the network's own. Vertebrae the chosen offset puts outside the model's levels are
+    dropped: a C7 or S1 labelled like its neighbour, next to the levels the network identified. A
+    correct map is unchanged but for stray islands; a duplicated, skipped or swapped level is fixed.
 
 Vertebrae cut by the field of view
     A vertebra that the first or last slice cuts may show only a sliver: a piece of its body or
-    of its processes far below any size rule. A component that is not a vertebra by the rule
-    above, touches no vertebra, touches the cranial (caudal) face of the volume, lies beyond
-    every vertebra in that direction, overlaps the end vertebra in the axial plane (it continues
-    the spine) and reaches ``PARTIAL_FRACTION`` of the median vertebra is the next vertebra,
-    partly in view: the largest such component at each end takes the level above (below) the
-    end vertebra's, when the model has one, and does not vote on the offset. Its fragments join
-    it as a vertebra's do.
+    of its processes far below any size rule. A component that is neither a vertebra by the
+    rule above nor a fragment of one (connected to none), touches the cranial (caudal) face of
+    the volume, lies beyond every vertebra in that direction, overlaps the end vertebra with
+    its fragments in the axial plane (it continues the spine) and reaches ``PARTIAL_FRACTION``
+    of the median vertebra is the next vertebra, partly in view: the largest such component at
+    each end takes the level above (below) the end vertebra's, when the model has one, and does
+    not vote on the offset. Its fragments join it as a vertebra's do.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
+from scipy import ndimage, sparse
 
 #: Components below this fraction of the median vertebra size are fragments, unless they touch
 #: no larger vertebra and reach this fraction of their own level's reference size.
@@ -81,8 +87,8 @@ def keep_largest_components(array: npt.NDArray[np.uint8], channels: Sequence[int
             sub[(components > 0) & (components != int(np.argmax(sizes)))] = 0
 
 
-def _choose_offset(votes: npt.NDArray[np.int64]) -> int:
-    """The offset ``o`` (vertebra ``i`` gets level ``o + i``) with the best agreement.
+def _best_offset(votes: npt.NDArray[np.int64]) -> tuple[float, int]:
+    """The agreement of the best offset ``o`` (vertebra ``i`` gets level ``o + i``), and ``o``.
 
     ``votes[i, level]`` counts vertebra ``i``'s voxels the network gave ``level``. Agreement sums
     each kept vertebra's share of votes for its new level. Ties go to the offset keeping more
@@ -100,7 +106,7 @@ def _choose_offset(votes: npt.NDArray[np.int64]) -> int:
         if best is None or key > best:
             best = key
     assert best is not None
-    return -best[3]
+    return best[0], -best[3]
 
 
 def _components(sub: npt.NDArray[np.uint8], level_channels: Sequence[int]
@@ -116,14 +122,31 @@ def _components(sub: npt.NDArray[np.uint8], level_channels: Sequence[int]
     return instances, np.asarray(level_of, dtype=np.int64)
 
 
-def _touching(instances: npt.NDArray[np.int32], component: int, box: Box
-              ) -> npt.NDArray[np.int32]:
-    """The components face-adjacent to ``component`` (inside ``box``), once per contact voxel."""
-    grown = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in box)
-    region = instances[grown]
-    shell = ndimage.binary_dilation(region == component) & (region != component)
-    found: npt.NDArray[np.int32] = region[shell]
-    return found[found > 0]
+class Contacts:
+    """Face contacts between the components of an instance map: for each component, the
+    components it touches and the number of voxel faces it shares with each."""
+
+    def __init__(self, instances: npt.NDArray[np.int32], count: int) -> None:
+        rows, cols = [], []
+        for axis in range(instances.ndim):
+            lower = instances[(slice(None),) * axis + (slice(None, -1),)]
+            upper = instances[(slice(None),) * axis + (slice(1, None),)]
+            touching = (lower != upper) & (lower > 0) & (upper > 0)
+            rows += [lower[touching], upper[touching]]
+            cols += [upper[touching], lower[touching]]
+        pairs = (np.concatenate(rows), np.concatenate(cols))
+        matrix = sparse.csr_array((np.ones(pairs[0].size, np.int64), pairs), shape=(count, count))
+        matrix.sum_duplicates()
+        self._matrix = matrix
+
+    def of(self, component: int) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
+        """The components ``component`` touches, and the faces it shares with each."""
+        row = slice(self._matrix.indptr[component], self._matrix.indptr[component + 1])
+        return self._matrix.indices[row], self._matrix.data[row]
+
+    def touches(self, component: int, among: npt.NDArray[np.bool_]) -> bool:
+        """Whether ``component`` touches a component for which ``among`` is true."""
+        return bool(among[self.of(component)[0]].any())
 
 
 def _largest_per_level(sizes: npt.NDArray[np.int64], level_of: npt.NDArray[np.int64],
@@ -134,49 +157,128 @@ def _largest_per_level(sizes: npt.NDArray[np.int64], level_of: npt.NDArray[np.in
     return largest, float(np.median(largest[largest > 0]))
 
 
-def _vertebrae(instances: npt.NDArray[np.int32], boxes: Sequence[Box | None],
-               sizes: npt.NDArray[np.int64], level_of: npt.NDArray[np.int64],
-               largest: npt.NDArray[np.int64], median: float) -> npt.NDArray[np.bool_]:
-    """Which components are vertebrae rather than fragments (the module docstring's rule);
-    ``boxes``: each component's bounding box, as ``ndimage.find_objects`` gives them;
-    ``largest``, ``median``: as :func:`_largest_per_level` gives them."""
-    levels = len(largest)
-    is_vertebra = sizes >= FRAGMENT_FRACTION * median
-    is_vertebra[0] = False
-    local = np.full(levels, SMALLEST_LEVEL_SHARE * median)
-    for level in range(levels):
+def _reference_sizes(largest: npt.NDArray[np.int64], median: float) -> npt.NDArray[np.float64]:
+    """Each level's reference size: the median of the largest components of that level and
+    the levels next to it, at least ``SMALLEST_LEVEL_SHARE`` of the median vertebra."""
+    reference = np.full(len(largest), SMALLEST_LEVEL_SHARE * median)
+    for level in range(len(largest)):
         near = largest[max(0, level - 1):level + 2]
         if (near > 0).any():
-            local[level] = max(local[level], float(np.median(near[near > 0])))
-    candidates = ~is_vertebra & (sizes >= FRAGMENT_FRACTION * local[level_of])
+            reference[level] = max(reference[level], float(np.median(near[near > 0])))
+    return reference
+
+
+def _vertebrae(contacts: Contacts, sizes: npt.NDArray[np.int64],
+               level_of: npt.NDArray[np.int64], reference: npt.NDArray[np.float64],
+               median: float) -> npt.NDArray[np.bool_]:
+    """Which components are vertebrae rather than fragments by size (the module docstring's
+    rule); ``reference``: each level's reference size, from :func:`_reference_sizes`."""
+    is_vertebra = sizes >= FRAGMENT_FRACTION * median
+    is_vertebra[0] = False
+    candidates = ~is_vertebra & (sizes >= FRAGMENT_FRACTION * reference[level_of])
     candidates[0] = False
     large = is_vertebra.copy()
     for component in map(int, np.flatnonzero(candidates)):
-        box = boxes[component - 1]
-        if box is not None and not large[_touching(instances, component, box)].any():
+        if not contacts.touches(component, large):
             is_vertebra[component] = True
     return is_vertebra
+
+
+def _owners(contacts: Contacts, is_vertebra: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+    """Component -> the vertebra it belongs to: itself, the one a fragment is connected to, or 0.
+
+    Fragments join in rounds, those touching a vertebra first, then those touching a fragment
+    that joined; each joins the owner it shares most voxel faces with.
+    """
+    owner = np.where(is_vertebra, np.arange(len(is_vertebra)), 0)
+    pending = [int(f) for f in np.flatnonzero(~is_vertebra[1:]) + 1]
+    while pending:
+        joined: dict[int, int] = {}
+        for fragment in pending:
+            neighbours, faces = contacts.of(fragment)
+            owners = owner[neighbours]
+            if (owners > 0).any():
+                joined[fragment] = int(np.bincount(owners, weights=faces * (owners > 0)).argmax())
+        if not joined:
+            break
+        owner[list(joined)] = list(joined.values())
+        pending = [f for f in pending if f not in joined]
+    return owner
+
+
+class Ordering:
+    """Vertebrae in cranio-caudal order and the votes of the voxels each one owns."""
+
+    def __init__(self, contacts: Contacts, sizes: npt.NDArray[np.int64],
+                 level_of: npt.NDArray[np.int64], centroid_z: npt.NDArray[np.float64],
+                 levels: int) -> None:
+        self.contacts, self.sizes, self.level_of = contacts, sizes, level_of
+        self.centroid_z, self.levels = centroid_z, levels
+
+    def vertebrae(self, is_vertebra: npt.NDArray[np.bool_], partial: Iterable[int] = ()
+                  ) -> list[int]:
+        """The vertebrae but ``partial`` ones, cranial first."""
+        excluded = set(partial)
+        return sorted((int(v) for v in np.flatnonzero(is_vertebra) if int(v) not in excluded),
+                      key=lambda v: -self.centroid_z[v])
+
+    def votes(self, owner: npt.NDArray[np.int64], vertebrae: Sequence[int]
+              ) -> npt.NDArray[np.int64]:
+        """``votes[i, level]``: voxels owned by ``vertebrae[i]`` that the network gave ``level``."""
+        rank = np.full(len(owner), -1)
+        rank[list(vertebrae)] = np.arange(len(vertebrae))
+        owned = np.flatnonzero(rank[owner] >= 0)
+        votes = np.zeros((len(vertebrae), self.levels), dtype=np.int64)
+        np.add.at(votes, (rank[owner[owned]], self.level_of[owned]), self.sizes[owned])
+        return votes
+
+    def agreement(self, is_vertebra: npt.NDArray[np.bool_]) -> float:
+        """The best offset's agreement when exactly the ``is_vertebra`` components are."""
+        vertebrae = self.vertebrae(is_vertebra)
+        return _best_offset(self.votes(_owners(self.contacts, is_vertebra), vertebrae))[0]
+
+
+def _merge_pieces(ordering: Ordering, is_vertebra: npt.NDArray[np.bool_]) -> None:
+    """Make fragments of the vertebrae that are pieces of a neighbour (the module docstring's
+    rule), in place."""
+    agreement = ordering.agreement(is_vertebra)
+    while True:
+        inner = ordering.vertebrae(is_vertebra)[1:-1]
+        pieces = [v for v in inner if ordering.contacts.touches(v, is_vertebra)]
+        best: tuple[float, int] | None = None
+        for piece in pieces:
+            is_vertebra[piece] = False
+            trial = ordering.agreement(is_vertebra)
+            is_vertebra[piece] = True
+            if trial > agreement + 1e-9 and (best is None or trial > best[0]):
+                best = (trial, piece)
+        if best is None:
+            return
+        agreement, piece = best
+        is_vertebra[piece] = False
 
 
 def _overlap_in_plane(a: Box, b: Box) -> bool:
     return all(a[d].start < b[d].stop and b[d].start < a[d].stop for d in (1, 2))
 
 
-def _partial_vertebrae(instances: npt.NDArray[np.int32], boxes: Sequence[Box | None],
+def _partial_vertebrae(boxes: Sequence[Box | None], shape: tuple[int, ...],
                        sizes: npt.NDArray[np.int64], centroid_z: npt.NDArray[np.float64],
-                       is_vertebra: npt.NDArray[np.bool_], median: float,
+                       owner: npt.NDArray[np.int64], median: float,
                        cut: dict[int, bool]) -> dict[int, int]:
     """Vertebrae cut by the field of view (the module docstring's rule): component -> +1 at
-    the cranial end, -1 at the caudal end. ``cut[side]``: whether ``instances`` reaches that
+    the cranial end, -1 at the caudal end. ``owner``: as :func:`_owners` gives it for the
+    vertebrae in full view; ``cut[side]``: whether the instance map, of ``shape``, reaches that
     face of the volume."""
-    vertebrae = np.flatnonzero(is_vertebra)
-    candidates = np.flatnonzero(~is_vertebra & (sizes >= PARTIAL_FRACTION * median))
+    attached = owner > 0
+    vertebrae = np.flatnonzero(attached & (owner == np.arange(len(owner))))
+    candidates = np.flatnonzero(~attached & (sizes >= PARTIAL_FRACTION * median))
     partial: dict[int, int] = {}
     for side in (1, -1):
         if not cut[side] or not vertebrae.size:
             continue
         end = int(vertebrae[np.argmax(side * centroid_z[vertebrae])])
-        end_box = boxes[end - 1]
+        end_box = _bounding_box(boxes[int(c) - 1] for c in np.flatnonzero(owner == end))
         if end_box is None:  # never: every component has voxels
             continue
         best: int | None = None
@@ -184,29 +286,14 @@ def _partial_vertebrae(instances: npt.NDArray[np.int32], boxes: Sequence[Box | N
             box = boxes[component - 1]
             if box is None:  # never, as above
                 continue
-            on_face = box[0].stop == instances.shape[0] if side > 0 else box[0].start == 0
+            on_face = box[0].stop == shape[0] if side > 0 else box[0].start == 0
             if (on_face and side * centroid_z[component] > side * centroid_z[end]
                     and _overlap_in_plane(box, end_box)
-                    and not is_vertebra[_touching(instances, component, box)].any()
                     and (best is None or sizes[component] > sizes[best])):
                 best = component
         if best is not None:
             partial[best] = side
     return partial
-
-
-def _owners(instances: npt.NDArray[np.int32], boxes: Sequence[Box | None],
-            is_vertebra: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
-    """Component -> the vertebra it belongs to: itself, the vertebra a fragment touches, or 0."""
-    owner = np.where(is_vertebra, np.arange(len(is_vertebra)), 0)
-    for fragment, box in enumerate(boxes, start=1):
-        if box is None or is_vertebra[fragment]:
-            continue
-        neighbours = owner[_touching(instances, fragment, box)]
-        neighbours = neighbours[neighbours > 0]
-        if neighbours.size:
-            owner[fragment] = int(np.bincount(neighbours).argmax())
-    return owner
 
 
 def enforce_level_order(array: npt.NDArray[np.uint8], level_channels: Sequence[int]) -> None:
@@ -224,24 +311,22 @@ def enforce_level_order(array: npt.NDArray[np.uint8], level_channels: Sequence[i
     per_slice = np.stack([np.bincount(s.ravel(), minlength=n) for s in instances])
     sizes = per_slice.sum(axis=0)
     centroid_z = (np.arange(sub.shape[0])[:, None] * per_slice).sum(axis=0) / np.maximum(sizes, 1)
-    boxes = ndimage.find_objects(instances)
+    contacts = Contacts(instances, n)
     largest, median = _largest_per_level(sizes, level_of, len(level_channels))
-    is_vertebra = _vertebrae(instances, boxes, sizes, level_of, largest, median)
-    partial = _partial_vertebrae(instances, boxes, sizes, centroid_z, is_vertebra, median,
+    reference = _reference_sizes(largest, median)
+    is_vertebra = _vertebrae(contacts, sizes, level_of, reference, median)
+    ordering = Ordering(contacts, sizes, level_of, centroid_z, len(level_channels))
+    _merge_pieces(ordering, is_vertebra)
+    partial = _partial_vertebrae(ndimage.find_objects(instances), sub.shape, sizes, centroid_z,
+                                 _owners(contacts, is_vertebra), median,
                                  {1: box[0].stop == array.shape[0], -1: box[0].start == 0})
     is_vertebra[list(partial)] = True
-    owner = _owners(instances, boxes, is_vertebra)
-    vertebrae = sorted((v for v in np.flatnonzero(is_vertebra) if int(v) not in partial),
-                       key=lambda i: -centroid_z[i])
-    rank = {int(v): r for r, v in enumerate(vertebrae)}
-    votes = np.zeros((len(vertebrae), len(level_channels)), dtype=np.int64)
-    for i in np.flatnonzero(owner):
-        if int(owner[i]) in rank:
-            votes[rank[int(owner[i])], level_of[i]] += sizes[i]
+    owner = _owners(contacts, is_vertebra)
+    vertebrae = ordering.vertebrae(is_vertebra, partial)
     new_channel = np.zeros(n, dtype=np.uint8)
     if vertebrae:
-        offset = _choose_offset(votes)
-        levels = {int(v): offset + r for r, v in enumerate(vertebrae)}
+        offset = _best_offset(ordering.votes(owner, vertebrae))[1]
+        levels = {v: offset + r for r, v in enumerate(vertebrae)}
         # a cut vertebra at the cranial end is the level above the top one, and vice versa
         levels.update({v: offset - 1 if side > 0 else offset + len(vertebrae)
                        for v, side in partial.items()})

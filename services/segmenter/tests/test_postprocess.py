@@ -65,6 +65,43 @@ def test_a_fragment_joins_the_vertebra_it_touches() -> None:
     assert np.array_equal(array, spine(LEVELS))
 
 
+def test_a_process_labelled_as_the_next_level_joins_its_vertebra() -> None:
+    """A third of the second vertebra's size, behind it and touching only it, says "third" (a
+    spinous process labelled as the vertebra below): large enough to pass for a vertebra
+    against the median size, it would shift the levels above it by one. It joins the second."""
+    array = spine(LEVELS)
+    array[42:48, 15:20, 5:15] = 3
+    enforce_level_order(array, LEVELS)
+    expected = spine(LEVELS)
+    expected[42:48, 15:20, 5:15] = 2
+    assert np.array_equal(array, expected)
+
+
+def test_a_vertebra_partly_labelled_as_the_next_level_stays_one_vertebra() -> None:
+    """The upper part of one side of the last vertebra says "sixth": that piece's centroid is
+    above the rest's, so as two vertebrae the piece would be the fifth and the rest the sixth."""
+    array = spine([1, 2, 3, 4, 5])
+    array[11:20, 5:15, 10:15] = 0
+    array[14:20, 5:15, 10:15] = 6
+    array[11:14, 5:15, 10:15] = 5
+    expected = spine([1, 2, 3, 4, 5])
+    enforce_level_order(array, [1, 2, 3, 4, 5, 6])
+    assert np.array_equal(array, expected)
+
+
+def test_a_compressed_vertebra_touching_its_neighbours_keeps_its_level() -> None:
+    """The third vertebra has lost two thirds of its height and touches both neighbours: it is
+    a vertebra, not a piece of either."""
+    array = spine(LEVELS)
+    array[31:41] = 0
+    array[38:41, 5:15, 5:15] = 3
+    array[31:38, 8:12, 8:12] = 3  # a narrow column down to the fourth vertebra
+    array[30, 8:12, 8:12] = 4
+    before = array.copy()
+    enforce_level_order(array, LEVELS)
+    assert np.array_equal(array, before)
+
+
 def test_isolated_islands_are_removed() -> None:
     array = spine(LEVELS)
     array[0:2, 0:2, 0:2] = 2  # a speck far from the spine, labelled like a vertebra
@@ -135,6 +172,24 @@ def test_a_sliver_cut_by_the_top_slice_is_the_level_above() -> None:
     enforce_level_order(array, LEVELS)
     expected = spine([1, 2, 3, 4, 5])
     expected[51:59] = 0
+    assert np.array_equal(array, expected)
+
+
+def test_a_process_cut_by_the_top_slice_behind_the_top_body_is_the_level_above() -> None:
+    """The first slice cuts the tip of the spinous process of the vertebra above level 2 (it
+    slopes down behind level 2's body, past its own). The network calls level 2's posterior
+    element and a column of it that reaches the top slice "level 1": both belong to level 2,
+    the first directly, the column through a speck labelled 3, and the tip is level 1."""
+    array = spine([0, 2, 3, 4, 5])
+    array[41:50, 15:18, 8:12] = 1  # level 2's posterior element
+    array[50, 5:8, 5:8] = 3  # a speck on level 2's body ...
+    array[51:60, 5:8, 5:8] = 1  # ... under a column up to the top slice
+    array[59, 16:19, 8:12] = 1  # the tip, behind level 2's body, in line with its process
+    enforce_level_order(array, LEVELS)
+    expected = spine([0, 2, 3, 4, 5])
+    expected[41:50, 15:18, 8:12] = 2
+    expected[50:60, 5:8, 5:8] = 2
+    expected[59, 16:19, 8:12] = 1
     assert np.array_equal(array, expected)
 
 
