@@ -132,8 +132,9 @@ class Contacts:
             lower = instances[(slice(None),) * axis + (slice(None, -1),)]
             upper = instances[(slice(None),) * axis + (slice(1, None),)]
             touching = (lower != upper) & (lower > 0) & (upper > 0)
-            rows += [lower[touching], upper[touching]]
-            cols += [upper[touching], lower[touching]]
+            first, second = lower[touching], upper[touching]
+            rows += [first, second]
+            cols += [second, first]
         pairs = (np.concatenate(rows), np.concatenate(cols))
         matrix = sparse.csr_array((np.ones(pairs[0].size, np.int64), pairs), shape=(count, count))
         matrix.sum_duplicates()
