@@ -1,5 +1,5 @@
-"""Training losses of the two U-Nets: nnU-Net's Dice + CE (or Dice + TopK CE) for bone, CE for
-the level."""
+"""Training losses of the two U-Nets: nnU-Net's Dice + CE (or Dice + TopK CE) for bone, CE (or
+TopK CE) for the level."""
 
 from __future__ import annotations
 
@@ -41,9 +41,8 @@ class DiceCELoss(nn.Module):
     def _cross_entropy(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.top_k >= 100:
             return nn.functional.cross_entropy(logits, target)
-        per_voxel = nn.functional.cross_entropy(logits, target, reduction="none").flatten()
-        count = max(1, int(per_voxel.numel() * self.top_k / 100))
-        return per_voxel.topk(count, sorted=False).values.mean()
+        return _hardest_mean(nn.functional.cross_entropy(logits, target, reduction="none"),
+                             self.top_k)
 
 
 def level_targets(target: torch.Tensor, num_levels: int, scale: int) -> torch.Tensor:
@@ -63,9 +62,23 @@ def level_targets(target: torch.Tensor, num_levels: int, scale: int) -> torch.Te
     return torch.where(mode <= num_levels, mode - 1, torch.full_like(mode, IGNORE))
 
 
-def level_loss(logits: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the level given vertebra, over the blocks that hold vertebra voxels."""
-    if bool((levels == IGNORE).all()):
+def level_loss(logits: torch.Tensor, levels: torch.Tensor, top_k: float = 100.0) -> torch.Tensor:
+    """Cross-entropy of the level given vertebra, over the blocks that hold vertebra voxels; with
+    ``top_k`` below 100, over the ``top_k`` per cent of those blocks where it is largest."""
+    valid = levels != IGNORE
+    if not bool(valid.any()):
         return logits.sum() * 0.0
-    loss: torch.Tensor = nn.functional.cross_entropy(logits.float(), levels, ignore_index=IGNORE)
-    return loss
+    per_block = nn.functional.cross_entropy(logits.float(), levels, ignore_index=IGNORE,
+                                            reduction="none")[valid]
+    return _hardest_mean(per_block, top_k)
+
+
+def _hardest_mean(values: torch.Tensor, top_k: float) -> torch.Tensor:
+    """Mean of the ``top_k`` per cent largest of ``values`` (all of them at 100)."""
+    if not 0 < top_k <= 100:
+        raise ValueError(f"top_k must be in (0, 100], not {top_k}")
+    flat = values.flatten()
+    if top_k >= 100:
+        return flat.mean()
+    count = max(1, int(flat.numel() * top_k / 100))
+    return flat.topk(count, sorted=False).values.mean()

@@ -78,6 +78,8 @@ class TrainConfig:
     augmentation: data.Augmentation = field(default_factory=data.Augmentation)
     #: Per cent of voxels whose cross-entropy the bone loss averages (100: all, plain Dice + CE).
     bone_top_k: float = 100.0
+    #: Per cent of vertebra blocks whose cross-entropy the level loss averages (100: all).
+    level_top_k: float = 100.0
     seed: int = 12345
     threads: int = 2
     bf16: bool = True
@@ -105,10 +107,15 @@ def bone_loss(top_k: float = 100.0) -> PhaseLoss[TwoScaleUNet]:
     return loss
 
 
-def levels_loss(model: TwoScaleUNet, image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """CE of the half-resolution U-Net: the level of every block holding vertebra voxels."""
-    levels = level_targets(target, model.config.num_levels, LEVEL_SCALE)
-    return level_loss(model.level_logits(image), levels)
+def levels_loss(top_k: float = 100.0) -> PhaseLoss[TwoScaleUNet]:
+    """CE of the half-resolution U-Net: the level of every block holding vertebra voxels,
+    averaged over the ``top_k`` per cent hardest blocks."""
+
+    def loss(model: TwoScaleUNet, image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        levels = level_targets(target, model.config.num_levels, LEVEL_SCALE)
+        return level_loss(model.level_logits(image), levels, top_k)
+
+    return loss
 
 
 def plain_loss(model: PlainUNet, image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -207,7 +214,8 @@ def train(config: TrainConfig, cache: Path, resume: dict[str, Any] | None = None
     model, widened_from = start_from(config, resume)
     log.info("%s: %d parameters", config.model.describe(), parameter_count(model))
     phases: dict[str, Any] = {}
-    for name, part, loss_of, phase in (("levels", model.levels, levels_loss, config.levels),
+    for name, part, loss_of, phase in (("levels", model.levels, levels_loss(config.level_top_k),
+                                        config.levels),
                                        ("bone", model.bone, bone_loss(config.bone_top_k),
                                         config.bone)):
         log.info("training the %s U-Net", name)
@@ -374,6 +382,9 @@ def _parse(argv: Sequence[str] | None) -> Run:
     parser.add_argument("--bone-top-k", type=float, default=default.bone_top_k,
                         help="per cent of hardest voxels in the bone U-Net's CE (nnU-Net's "
                              "DiceTopK10 loss: 10; default 100, plain Dice + CE)")
+    parser.add_argument("--level-top-k", type=float, default=default.level_top_k,
+                        help="per cent of hardest vertebra blocks in the level U-Net's CE "
+                             "(default 100, plain CE)")
     parser.add_argument("--bone-features", type=_features, default=default.bone_features,
                         help="features per stage of the bone U-Net, e.g. 16,32,48,64,96; a "
                         "--resume checkpoint with fewer is widened (default: %(default)s)")
@@ -418,6 +429,7 @@ def _parse(argv: Sequence[str] | None) -> Run:
         bone=Phase(args.bone_iterations, default.bone.batch_size, args.bone_lr,
                    args.bone_minutes * 60),
         phantom_grid=args.phantom_grid or default.phantom_grid, bone_top_k=args.bone_top_k,
+        level_top_k=args.level_top_k,
         seed=args.seed, threads=args.threads, bf16=not args.no_bf16)
     return Run(config, args.cache, args.out, args.resume, args.version)
 

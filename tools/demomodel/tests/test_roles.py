@@ -170,9 +170,10 @@ def test_the_role_option_selects_a_role_and_leaves_the_vertebra_defaults() -> No
     widened = train._parse(["--out", "x", "--bone-features", "16,32,48,64,96", "--version", "2"])
     assert isinstance(widened.config, train.TrainConfig)
     assert (widened.config.bone_features, widened.version) == ((16, 32, 48, 64, 96), "2")
-    top_k = train._parse(["--out", "x", "--bone-top-k", "10"]).config
-    assert isinstance(top_k, train.TrainConfig) and (top_k.bone_top_k, vertebrae.bone_top_k) == (
-        10.0, 100.0)  # version 4's fine-tune; plain Dice + CE by default
+    top_k = train._parse(["--out", "x", "--bone-top-k", "10", "--level-top-k", "20"]).config
+    assert isinstance(top_k, train.TrainConfig)
+    assert (top_k.bone_top_k, top_k.level_top_k) == (10.0, 20.0)
+    assert (vertebrae.bone_top_k, vertebrae.level_top_k) == (100.0, 100.0)  # plain CE by default
 
 
 def test_lesion_scores_count_detection_typing_and_false_positives() -> None:

@@ -12,7 +12,7 @@ import torch
 
 import phantom
 from demomodel import data, export, train
-from demomodel.loss import IGNORE, DiceCELoss, level_targets
+from demomodel.loss import IGNORE, DiceCELoss, level_loss, level_targets
 from demomodel.network import ModelConfig, NetworkConfig, PlainUNet, TwoScaleUNet, widen
 from segmenter.inference import to_model_grid
 from segmenter.spec import ModelSpec
@@ -208,13 +208,28 @@ def test_top_k_cross_entropy_averages_only_the_hardest_voxels() -> None:
         DiceCELoss(top_k=0)
 
 
+def test_top_k_level_loss_averages_the_hardest_vertebra_blocks_only() -> None:
+    levels = torch.full((1, 4, 5, 5), IGNORE, dtype=torch.int64)
+    levels[0, :2] = 3  # 50 vertebra blocks; the other 50 hold no vertebra
+    logits = torch.nn.functional.one_hot(levels.clamp(min=0), 17).permute(0, 4, 1, 2, 3).float()
+    logits = logits * 20
+    logits[0, :, 0, 0, :] = 0.0  # 5 vertebra blocks undecided: CE log(17)
+    logits[0, :, 3] = 0.0  # blocks without vertebra, undecided: never counted
+    hard = float(np.log(17))
+    assert float(level_loss(logits, levels)) == pytest.approx(hard * 5 / 50, rel=1e-4)
+    assert float(level_loss(logits, levels, top_k=10)) == pytest.approx(hard, rel=1e-4)
+    assert float(level_loss(logits, levels, top_k=20)) == pytest.approx(hard / 2, rel=1e-4)
+    with pytest.raises(ValueError, match="top_k"):
+        level_loss(logits, levels, top_k=0)
+
+
 @pytest.mark.parametrize("phase", ["levels", "bone"])
 def test_a_few_iterations_reduce_the_loss(tiny_cases: list[data.Case], phase: str) -> None:
     torch.manual_seed(0)
     model = TwoScaleUNet(ModelConfig(TINY_PATCH, (8, 16), (8, 16), 18))
     sampler = data.PatchSampler(tiny_cases, data.NORMALIZATION, TINY_PATCH,
                                 np.random.default_rng(0), foreground_fraction=1.0)
-    part, loss_of = ((model.levels, train.levels_loss) if phase == "levels"
+    part, loss_of = ((model.levels, train.levels_loss()) if phase == "levels"
                      else (model.bone, train.bone_loss()))
     before = [p.detach().clone() for p in model.parameters()]
     losses = train.fit(model, part, loss_of, sampler, train.Phase(30, 2, 1e-2, 600), bf16=False)
