@@ -45,8 +45,10 @@ def network(raw: dict[str, Any]) -> TwoScaleUNet | PlainUNet:
     if "features" in raw:
         return PlainUNet(NetworkConfig(tuple(raw["patch_size_zyx"]), tuple(raw["features"]),
                                        int(raw["num_classes"])))
+    # Checkpoints written before version 6 upsampled the level logits by nearest neighbour.
     return TwoScaleUNet(ModelConfig(tuple(raw["patch_size_zyx"]), tuple(raw["bone_features"]),
-                                    tuple(raw["level_features"]), int(raw["num_levels"])))
+                                    tuple(raw["level_features"]), int(raw["num_levels"]),
+                                    raw.get("level_upsampling", "nearest")))
 
 
 def load(checkpoint: dict[str, Any]) -> TwoScaleUNet | PlainUNet:
@@ -63,7 +65,7 @@ def model_description(checkpoint: dict[str, Any], model: TwoScaleUNet | PlainUNe
     checkpoint names its own)."""
     config = model.config
     channels = checkpoint.get("channels", data.CHANNELS)
-    return {
+    description: dict[str, Any] = {
         "name": role,
         "version": version,
         "role": role,
@@ -82,6 +84,9 @@ def model_description(checkpoint: dict[str, Any], model: TwoScaleUNet | PlainUNe
         "decision": "foreground-first" if isinstance(model, TwoScaleUNet) else "argmax",
         "training": checkpoint["training"],
     }
+    if isinstance(model, TwoScaleUNet):
+        description["level_upsampling"] = model.config.level_upsampling
+    return description
 
 
 def _example(model: TwoScaleUNet | PlainUNet) -> torch.Tensor:
@@ -155,7 +160,9 @@ def checkpoint_of(folder: Path) -> dict[str, Any]:
         checkpoint["model"] = {"patch_size_zyx": patch,
                                "bone_features": _stage_features(weights, "bone."),
                                "level_features": _stage_features(weights, "levels."),
-                               "num_levels": len(channels) - 1}
+                               "num_levels": len(channels) - 1,
+                               "level_upsampling": description.get("level_upsampling",
+                                                                   "nearest")}
     else:
         checkpoint.update(role=description["role"], channels=channels,
                           model={"patch_size_zyx": patch,

@@ -12,13 +12,17 @@ convs per encoder and decoder stage; an axis stops being downsampled once it wou
 between a low- and a full-resolution network::
 
     p(background) = p_bone(background)                       full resolution (2 classes)
-    p(level k)    = p_bone(vertebra) * p_levels(k | vertebra) half resolution, nearest upsampled
+    p(level k)    = p_bone(vertebra) * p_levels(k | vertebra) half resolution, upsampled
 
 The full-resolution U-Net delineates vertebral bone (a local task, learnt in a few hundred
 iterations); the half-resolution U-Net, eight times cheaper per patch, learns which level each
 vertebra is, which needs the long cranio-caudal context and many iterations. The graph returns
 the logarithms of these probabilities as its logits, so the client's softmax gives them back
 exactly and the client's argmax, resampling and post-processing apply unchanged.
+
+The level logits are upsampled to full resolution before their softmax, trilinearly (version 6 on)
+or by nearest neighbour (versions 1-5, which kept each 2-cube on its block's level):
+:attr:`ModelConfig.level_upsampling`.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +42,8 @@ from torch import nn
 MIN_BOTTLENECK = 4
 #: Downsampling factor of the level network's input.
 LEVEL_SCALE = 2
+#: How the level logits reach full resolution (``torch.nn.functional.interpolate`` modes).
+LevelUpsampling = Literal["nearest", "trilinear"]
 
 
 @dataclass(frozen=True)
@@ -65,12 +72,14 @@ class NetworkConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Shape of the whole model: patch, the two U-Nets' features, number of levels (+ sacrum)."""
+    """Shape of the whole model: patch, the two U-Nets' features, number of levels (+ sacrum),
+    and how the level logits are upsampled."""
 
     patch_size_zyx: tuple[int, int, int]
     bone_features: tuple[int, ...]
     level_features: tuple[int, ...]
     num_levels: int
+    level_upsampling: LevelUpsampling = "trilinear"
 
     def __post_init__(self) -> None:
         if any(p % LEVEL_SCALE for p in self.patch_size_zyx):
@@ -95,7 +104,8 @@ class ModelConfig:
         """One line for model.json's ``architecture``."""
         return (f"Two PlainConvUNets (dynamic_network_architectures; Conv3d k3, InstanceNorm3d, "
                 f"LeakyReLU): vertebral bone at full resolution ({self.bone.describe()}) times "
-                f"level at half resolution ({self.levels.describe()})")
+                f"level at half resolution ({self.levels.describe()}), "
+                f"{self.level_upsampling} upsampled")
 
 
 def build(config: NetworkConfig) -> nn.Module:
@@ -139,8 +149,9 @@ class TwoScaleUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bone = nn.functional.log_softmax(self.bone(x), dim=1)
-        level = nn.functional.log_softmax(self.level_logits(x), dim=1)
-        level = nn.functional.interpolate(level, scale_factor=LEVEL_SCALE, mode="nearest")
+        level = nn.functional.interpolate(self.level_logits(x), scale_factor=LEVEL_SCALE,
+                                          mode=self.config.level_upsampling)
+        level = nn.functional.log_softmax(level, dim=1)
         return torch.cat([bone[:, :1], bone[:, 1:] + level], dim=1)
 
 

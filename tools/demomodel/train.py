@@ -34,6 +34,7 @@ from demomodel import data, evaluate, export, role_eval
 from demomodel.loss import DiceCELoss, level_loss, level_targets
 from demomodel.network import (
     LEVEL_SCALE,
+    LevelUpsampling,
     ModelConfig,
     PlainUNet,
     TwoScaleUNet,
@@ -80,6 +81,8 @@ class TrainConfig:
     bone_top_k: float = 100.0
     #: Per cent of vertebra blocks whose cross-entropy the level loss averages (100: all).
     level_top_k: float = 100.0
+    #: How the exported graph upsamples the level logits (training scores whole blocks).
+    level_upsampling: LevelUpsampling = "trilinear"
     seed: int = 12345
     threads: int = 2
     bf16: bool = True
@@ -87,7 +90,7 @@ class TrainConfig:
     @property
     def model(self) -> ModelConfig:
         return ModelConfig(self.patch_size_zyx, self.bone_features, self.level_features,
-                           len(data.CHANNELS) - 1)
+                           len(data.CHANNELS) - 1, self.level_upsampling)
 
 
 def poly_lr(initial: float, progress: float, exponent: float = 0.9) -> float:
@@ -385,6 +388,10 @@ def _parse(argv: Sequence[str] | None) -> Run:
     parser.add_argument("--level-top-k", type=float, default=default.level_top_k,
                         help="per cent of hardest vertebra blocks in the level U-Net's CE "
                              "(default 100, plain CE)")
+    parser.add_argument("--level-upsampling", choices=("nearest", "trilinear"),
+                        default=default.level_upsampling,
+                        help="how the exported graph brings the level logits to full "
+                        "resolution (versions 1-5: nearest; default: %(default)s)")
     parser.add_argument("--bone-features", type=_features, default=default.bone_features,
                         help="features per stage of the bone U-Net, e.g. 16,32,48,64,96; a "
                         "--resume checkpoint with fewer is widened (default: %(default)s)")
@@ -429,7 +436,7 @@ def _parse(argv: Sequence[str] | None) -> Run:
         bone=Phase(args.bone_iterations, default.bone.batch_size, args.bone_lr,
                    args.bone_minutes * 60),
         phantom_grid=args.phantom_grid or default.phantom_grid, bone_top_k=args.bone_top_k,
-        level_top_k=args.level_top_k,
+        level_top_k=args.level_top_k, level_upsampling=args.level_upsampling,
         seed=args.seed, threads=args.threads, bf16=not args.no_bf16)
     return Run(config, args.cache, args.out, args.resume, args.version)
 

@@ -174,6 +174,9 @@ def test_the_role_option_selects_a_role_and_leaves_the_vertebra_defaults() -> No
     assert isinstance(top_k, train.TrainConfig)
     assert (top_k.bone_top_k, top_k.level_top_k) == (10.0, 20.0)
     assert (vertebrae.bone_top_k, vertebrae.level_top_k) == (100.0, 100.0)  # plain CE by default
+    nearest = train._parse(["--out", "x", "--level-upsampling", "nearest"]).config
+    assert isinstance(nearest, train.TrainConfig) and nearest.model.level_upsampling == "nearest"
+    assert vertebrae.model.level_upsampling == "trilinear"  # version 6 on
 
 
 def test_lesion_scores_count_detection_typing_and_false_positives() -> None:

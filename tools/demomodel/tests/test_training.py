@@ -13,7 +13,14 @@ import torch
 import phantom
 from demomodel import data, export, train
 from demomodel.loss import IGNORE, DiceCELoss, level_loss, level_targets
-from demomodel.network import ModelConfig, NetworkConfig, PlainUNet, TwoScaleUNet, widen
+from demomodel.network import (
+    LevelUpsampling,
+    ModelConfig,
+    NetworkConfig,
+    PlainUNet,
+    TwoScaleUNet,
+    widen,
+)
 from segmenter.inference import to_model_grid
 from segmenter.spec import ModelSpec
 
@@ -38,20 +45,27 @@ def test_default_stride_plans_halve_axes_down_to_the_bottleneck_minimum() -> Non
     assert config.num_classes == len(data.CHANNELS) == 19
 
 
-def test_two_scale_unet_outputs_log_probabilities_of_bone_times_level() -> None:
+@pytest.mark.parametrize("upsampling", ["nearest", "trilinear"])
+def test_two_scale_unet_outputs_log_probabilities_of_bone_times_level(
+        upsampling: LevelUpsampling) -> None:
     torch.manual_seed(0)
-    model = TwoScaleUNet(ModelConfig(TINY_PATCH, (4, 8), (8, 16), 18)).eval()
+    model = TwoScaleUNet(ModelConfig(TINY_PATCH, (4, 8), (8, 16), 18, upsampling)).eval()
     x = torch.randn(3, 1, *TINY_PATCH)
     with torch.no_grad():
         out = model(x)
         bone = torch.softmax(model.bone(x), dim=1)
-        level = torch.softmax(model.level_logits(x), dim=1)
+        logits = model.level_logits(x)
     assert out.shape == (3, 19, *TINY_PATCH)
     probs = torch.exp(out)
     torch.testing.assert_close(probs.sum(dim=1), torch.ones(3, *TINY_PATCH))
     torch.testing.assert_close(probs[:, 0], bone[:, 0])
-    # A voxel of a 2-cube takes the level distribution of its half-resolution block.
-    expected = bone[:, 1, 3, 5, 7, None] * level[:, :, 1, 2, 3]
+    if upsampling == "nearest":  # a voxel of a 2-cube takes the level of its block
+        voxel_logits = logits[:, :, 1, 2, 3]
+    else:  # odd voxel 2j + 1 sits a quarter block from block j towards block j + 1, per axis
+        voxel_logits = torch.stack([
+            wz * wy * wx * logits[:, :, z, y, x] for z, wz in ((1, 0.75), (2, 0.25))
+            for y, wy in ((2, 0.75), (3, 0.25)) for x, wx in ((3, 0.75), (4, 0.25))]).sum(dim=0)
+    expected = bone[:, 1, 3, 5, 7, None] * torch.softmax(voxel_logits, dim=1)
     torch.testing.assert_close(probs[:, 1:, 3, 5, 7], expected)
 
 
@@ -284,7 +298,8 @@ def test_training_resumes_from_a_committed_model_folder(tmp_path: Path, role: st
         model: torch.nn.Module = _perturbed(TwoScaleUNet(ModelConfig(TINY_PATCH, (4, 8),
                                                                      (8, 12), 18)))
         checkpoint = {"model": {"patch_size_zyx": list(TINY_PATCH), "bone_features": [4, 8],
-                                "level_features": [8, 12], "num_levels": 18}}
+                                "level_features": [8, 12], "num_levels": 18,
+                                "level_upsampling": "trilinear"}}
     else:
         model = _perturbed(PlainUNet(NetworkConfig(TINY_PATCH, (4, 8, 12), 4)))
         checkpoint = {"model": {"patch_size_zyx": list(TINY_PATCH), "features": [4, 8, 12],
@@ -309,6 +324,31 @@ def test_training_resumes_from_a_committed_model_folder(tmp_path: Path, role: st
     (tmp_path / role / "model.json").write_text(json.dumps(description))
     with pytest.raises(ValueError, match="not describe a demo model"):
         export.checkpoint_of(tmp_path / role)
+
+
+def test_a_model_folder_without_level_upsampling_is_rebuilt_as_versions_1_to_5_were(
+        tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    raw = {"patch_size_zyx": list(TINY_PATCH), "bone_features": [4, 8], "level_features": [8, 12],
+           "num_levels": 18}
+    checkpoint = {"state_dict": _perturbed(TwoScaleUNet(ModelConfig(TINY_PATCH, (4, 8), (8, 12),
+                                                                    18))).state_dict(),
+                  "spacing_zyx": [2.0, 2.0, 2.0], "training": {"iterations": 7},
+                  "normalization": {"lower": -1000.0, "upper": 1500.0, "mean": 0.0,
+                                    "std": 500.0}}
+    for upsampling in ("nearest", "trilinear"):
+        export.export({**checkpoint, "model": {**raw, "level_upsampling": upsampling}},
+                      tmp_path / upsampling / "vertebrae")
+        path = tmp_path / upsampling / "vertebrae" / "model.json"
+        description = json.loads(path.read_text())
+        assert description["level_upsampling"] == upsampling
+        del description["level_upsampling"]  # as versions 1-5 wrote it
+        path.write_text(json.dumps(description))
+    rebuilt = export.checkpoint_of(tmp_path / "nearest" / "vertebrae")
+    assert rebuilt["model"]["level_upsampling"] == "nearest"
+    # A trilinear graph rebuilt as nearest no longer reproduces its ONNX, and is refused.
+    with pytest.raises(RuntimeError, match="differs from torch"):
+        export.checkpoint_of(tmp_path / "trilinear" / "vertebrae")
 
 
 def test_a_vertebra_checkpoint_records_the_mirror_axes_it_was_trained_with(tmp_path: Path
