@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,14 @@ import torch
 from onnx import numpy_helper
 
 from demomodel import data
-from demomodel.network import ModelConfig, NetworkConfig, PlainUNet, TwoScaleUNet, parameter_count
+from demomodel.network import (
+    LevelUpsampling,
+    ModelConfig,
+    NetworkConfig,
+    PlainUNet,
+    TwoScaleUNet,
+    parameter_count,
+)
 from stack.triton import write_config
 
 log = logging.getLogger(__name__)
@@ -45,10 +52,16 @@ def network(raw: dict[str, Any]) -> TwoScaleUNet | PlainUNet:
     if "features" in raw:
         return PlainUNet(NetworkConfig(tuple(raw["patch_size_zyx"]), tuple(raw["features"]),
                                        int(raw["num_classes"])))
-    # Checkpoints written before version 6 upsampled the level logits by nearest neighbour.
     return TwoScaleUNet(ModelConfig(tuple(raw["patch_size_zyx"]), tuple(raw["bone_features"]),
                                     tuple(raw["level_features"]), int(raw["num_levels"]),
-                                    raw.get("level_upsampling", "nearest")))
+                                    _level_upsampling(raw)))
+
+
+def _level_upsampling(entry: Mapping[str, Any]) -> LevelUpsampling:
+    """The level upsampling a checkpoint's ``model`` entry or a vertebra model.json names;
+    versions 1-5 name none and upsampled by nearest neighbour."""
+    upsampling: LevelUpsampling = entry.get("level_upsampling", "nearest")
+    return upsampling
 
 
 def load(checkpoint: dict[str, Any]) -> TwoScaleUNet | PlainUNet:
@@ -161,8 +174,7 @@ def checkpoint_of(folder: Path) -> dict[str, Any]:
                                "bone_features": _stage_features(weights, "bone."),
                                "level_features": _stage_features(weights, "levels."),
                                "num_levels": len(channels) - 1,
-                               "level_upsampling": description.get("level_upsampling",
-                                                                   "nearest")}
+                               "level_upsampling": _level_upsampling(description)}
     else:
         checkpoint.update(role=description["role"], channels=channels,
                           model={"patch_size_zyx": patch,

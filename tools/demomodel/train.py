@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, get_args
 
 import numpy as np
 import torch
@@ -388,7 +388,7 @@ def _parse(argv: Sequence[str] | None) -> Run:
     parser.add_argument("--level-top-k", type=float, default=default.level_top_k,
                         help="per cent of hardest vertebra blocks in the level U-Net's CE "
                              "(default 100, plain CE)")
-    parser.add_argument("--level-upsampling", choices=("nearest", "trilinear"),
+    parser.add_argument("--level-upsampling", choices=get_args(LevelUpsampling),
                         default=default.level_upsampling,
                         help="how the exported graph brings the level logits to full "
                         "resolution (versions 1-5: nearest; default: %(default)s)")
