@@ -122,3 +122,14 @@ def job_state(config: StackConfig, series_uid: str) -> str | None:
     return None if job is None else str(job["state"])
 
 
+def delivered_job(config: StackConfig, series_uid: str, timeout: float = 120.0
+                  ) -> dict[str, Any]:
+    """The series' job once delivered. Results reach the PACS just before the listener
+    commits the state, so a test that saw them waits here for the commit."""
+    deadline = time.monotonic() + timeout
+    while (job := job_row(config, series_uid)) is None or job["state"] != "delivered":
+        assert time.monotonic() < deadline, f"job not delivered in {timeout:.0f} s: {job}"
+        time.sleep(0.5)
+    return job
+
+

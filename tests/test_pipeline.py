@@ -21,6 +21,7 @@ from e2e import (
     RESULT_MODALITIES,
     Stack,
     dciodvfy_errors,
+    delivered_job,
     full_spine,
     job_row,
     job_state,
@@ -201,7 +202,7 @@ def test_listener_killed_before_delivery_still_delivers_same_objects(
 
     results = wait_for_results(orthanc, study_uid)
     assert len(results["SEG"]) == 1 and len(results["SR"]) == 1
-    assert job_state(config, series_uid) == "delivered"
+    delivered_job(config, series_uid)
     outbox = config.risk.outbox_path(config.stack.root / "work") / series_uid
     expected = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID
                 for p in outbox.glob("*.dcm")}

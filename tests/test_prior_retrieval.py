@@ -25,6 +25,7 @@ from e2e import (
     LESION_SERIES,
     Stack,
     dciodvfy_errors,
+    delivered_job,
     job_row,
     query,
     requires,
@@ -70,15 +71,6 @@ def patient(tmp_path_factory: pytest.TempPathFactory) -> tuple[Study, Study]:
                                         series_description=LESION_SERIES)))
 
 
-def delivered_job(stack: Stack, series_uid: str, timeout: float = 120.0) -> dict[str, Any]:
-    """The series' job once delivered (results reach the PACS just before it is committed)."""
-    deadline = time.monotonic() + timeout
-    while (job := job_row(stack[0], series_uid)) is None or job["state"] != "delivered":
-        assert time.monotonic() < deadline, f"job not delivered: {job}"
-        time.sleep(0.5)
-    return job
-
-
 def longitudinal_section(sr: Path) -> dict[str, dict[str, list[Any]]]:
     """Per vertebra of the SR's longitudinal groups (TID 1411 "<level> vertebra since prior
     study"): the values of each private concept (UIDREF, NUM value, or TEXT)."""
@@ -111,7 +103,7 @@ def test_follow_up_fetches_its_baseline_from_the_pacs_and_is_paired_with_it(
     assert len(results["SEG"]) == 1 and len(results["SR"]) == 1
     pushed_to_results = time.time() - started
 
-    job = delivered_job(stack, later.series_uid)
+    job = delivered_job(stack[0], later.series_uid)
     assert job["reason"] is None and job["has_prior"] == 1
     assert (job["prior_study_uid"], job["prior_series_uid"]) == (baseline.study_uid,
                                                                   baseline.series_uid)
