@@ -11,6 +11,8 @@ IMAGE_APT_PACKAGES := podman buildah runc debootstrap golang-github-containernet
 # Not kubectl: Debian's kubernetes-client is 1.20 (kustomize v2), too old for k8s/ (kustomize v5).
 # tests/test_k8s.py needs kubectl >= 1.27 on PATH and is skipped without it (docs/deployment.md).
 STAMP := $(VENV)/.stamp
+# Parallel workers of `make test` (pytest-xdist; each test file runs whole on one worker).
+TEST_WORKERS ?= 2
 
 .PHONY: setup demo test test-slow test-acceptance test-containers images apt-images lint proto clean apt
 
@@ -48,7 +50,7 @@ demo: apt setup
 # The demo model's acceptance tests (Dice >= 0.90 per level on held-out phantoms) run apart
 # while the committed demo model does not meet that bar; see the issue notes.
 test: apt setup
-	$(PY) -m pytest -q -m "not acceptance and not containers and not slow"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not acceptance and not containers and not slow"
 
 # Heavy checks kept out of the 15-minute default run; CI runs them after `make test`.
 test-slow: apt setup

@@ -1,7 +1,9 @@
-"""Fixtures shared by every test folder: small synthetic CT series made with pydicom."""
+"""Fixtures shared by every test folder: small synthetic CT series made with pydicom; and
+each parallel test worker's own share of the free ports."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -12,6 +14,15 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 
 SliceFactory = Callable[..., list[Dataset]]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, worker ``gwK`` of N chooses ports in share K/N only
+    (:mod:`spinemets.ports`), so that two workers never start servers on the same port."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is not None:
+        count = os.environ["PYTEST_XDIST_WORKER_COUNT"]
+        os.environ["SPINEMETS_PORT_SHARE"] = f"{worker.removeprefix('gw')}/{count}"
 
 
 def make_ct_slices(
