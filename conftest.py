@@ -11,6 +11,8 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from spinemets.ports import SHARE_VARIABLE
+
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 
 SliceFactory = Callable[..., list[Dataset]]
@@ -22,7 +24,7 @@ def pytest_configure(config: pytest.Config) -> None:
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker is not None:
         count = os.environ["PYTEST_XDIST_WORKER_COUNT"]
-        os.environ["SPINEMETS_PORT_SHARE"] = f"{worker.removeprefix('gw')}/{count}"
+        os.environ[SHARE_VARIABLE] = f"{worker.removeprefix('gw')}/{count}"
 
 
 def make_ct_slices(

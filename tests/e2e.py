@@ -131,5 +131,3 @@ def delivered_job(config: StackConfig, series_uid: str, timeout: float = 120.0
         assert time.monotonic() < deadline, f"job not delivered in {timeout:.0f} s: {job}"
         time.sleep(0.5)
     return job
-
-
