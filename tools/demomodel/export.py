@@ -54,7 +54,7 @@ def network(raw: dict[str, Any]) -> TwoScaleUNet | PlainUNet:
                                        int(raw["num_classes"])))
     return TwoScaleUNet(ModelConfig(tuple(raw["patch_size_zyx"]), tuple(raw["bone_features"]),
                                     tuple(raw["level_features"]), int(raw["num_levels"]),
-                                    _level_upsampling(raw)))
+                                    _level_upsampling(raw), _level_phases(raw)))
 
 
 def _level_upsampling(entry: Mapping[str, Any]) -> LevelUpsampling:
@@ -62,6 +62,12 @@ def _level_upsampling(entry: Mapping[str, Any]) -> LevelUpsampling:
     versions 1-5 name none and upsampled by nearest neighbour."""
     upsampling: LevelUpsampling = entry.get("level_upsampling", "nearest")
     return upsampling
+
+
+def _level_phases(entry: Mapping[str, Any]) -> int:
+    """The grid phases a checkpoint's ``model`` entry or a vertebra model.json averages the
+    level logits over; versions 1-7 name none and used one."""
+    return int(entry.get("level_phases", 1))
 
 
 def load(checkpoint: dict[str, Any]) -> TwoScaleUNet | PlainUNet:
@@ -99,6 +105,7 @@ def model_description(checkpoint: dict[str, Any], model: TwoScaleUNet | PlainUNe
     }
     if isinstance(model, TwoScaleUNet):
         description["level_upsampling"] = model.config.level_upsampling
+        description["level_phases"] = model.config.level_phases
     return description
 
 
@@ -174,7 +181,8 @@ def checkpoint_of(folder: Path) -> dict[str, Any]:
                                "bone_features": _stage_features(weights, "bone."),
                                "level_features": _stage_features(weights, "levels."),
                                "num_levels": len(channels) - 1,
-                               "level_upsampling": _level_upsampling(description)}
+                               "level_upsampling": _level_upsampling(description),
+                               "level_phases": _level_phases(description)}
     else:
         checkpoint.update(role=description["role"], channels=channels,
                           model={"patch_size_zyx": patch,

@@ -22,7 +22,10 @@ exactly and the client's argmax, resampling and post-processing apply unchanged.
 
 The level logits are upsampled to full resolution before their softmax, trilinearly (version 6 on)
 or by nearest neighbour (versions 1-5, which kept each 2-cube on its block's level):
-:attr:`ModelConfig.level_upsampling`.
+:attr:`ModelConfig.level_upsampling`. From version 8 they are averaged over the two phases of the
+half-resolution grid (:attr:`ModelConfig.level_phases`): the level U-Net also runs on the input
+shifted by one full-resolution voxel along every axis, so that each voxel's level comes from two
+differently placed blocks, and the boundary between two levels is not bound to one 2-cube grid.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ MIN_BOTTLENECK = 4
 LEVEL_SCALE = 2
 #: How the level logits reach full resolution (``torch.nn.functional.interpolate`` modes).
 LevelUpsampling = Literal["nearest", "trilinear"]
+#: Phases of the half-resolution grid the level logits are averaged over: the grid alone (1,
+#: versions 1-7) or also the grid shifted by one full-resolution voxel along every axis (2).
+LEVEL_PHASES = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -73,18 +79,22 @@ class NetworkConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     """Shape of the whole model: patch, the two U-Nets' features, number of levels (+ sacrum),
-    and how the level logits are upsampled."""
+    how the level logits are upsampled and over how many grid phases they are averaged."""
 
     patch_size_zyx: tuple[int, int, int]
     bone_features: tuple[int, ...]
     level_features: tuple[int, ...]
     num_levels: int
     level_upsampling: LevelUpsampling = "trilinear"
+    level_phases: int = 1
 
     def __post_init__(self) -> None:
         if any(p % LEVEL_SCALE for p in self.patch_size_zyx):
             raise ValueError(f"patch size {self.patch_size_zyx} must be divisible by "
                              f"{LEVEL_SCALE}")
+        if self.level_phases not in LEVEL_PHASES:
+            raise ValueError(f"level_phases must be one of {LEVEL_PHASES}, not "
+                             f"{self.level_phases}")
 
     @property
     def bone(self) -> NetworkConfig:
@@ -105,7 +115,9 @@ class ModelConfig:
         return (f"Two PlainConvUNets (dynamic_network_architectures; Conv3d k3, InstanceNorm3d, "
                 f"LeakyReLU): vertebral bone at full resolution ({self.bone.describe()}) times "
                 f"level at half resolution ({self.levels.describe()}), "
-                f"{self.level_upsampling} upsampled")
+                f"{self.level_upsampling} upsampled"
+                + (f", averaged over {self.level_phases} grid phases"
+                   if self.level_phases > 1 else ""))
 
 
 def build(config: NetworkConfig) -> nn.Module:
@@ -147,12 +159,41 @@ class TwoScaleUNet(nn.Module):
         logits: torch.Tensor = self.levels(nn.functional.avg_pool3d(x, LEVEL_SCALE))
         return logits
 
+    def upsampled_level_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Level logits at full resolution: upsampled, and averaged over the grid phases.
+
+        The second phase pools the input shifted by one voxel towards the origin along every
+        axis (the last voxel repeated), so its block ``j`` covers voxels ``2j + 1`` and
+        ``2j + 2``; its upsampled logits are shifted back by one voxel (the first repeated)
+        to lie on the voxels they describe.
+        """
+        level = self._upsampled(self.level_logits(x))
+        if self.config.level_phases == 1:
+            return level
+        shifted = self._upsampled(self.level_logits(_shift(x, forward=True)))
+        return (level + _shift(shifted, forward=False)) / 2
+
+    def _upsampled(self, logits: torch.Tensor) -> torch.Tensor:
+        upsampled: torch.Tensor = nn.functional.interpolate(
+            logits, scale_factor=LEVEL_SCALE, mode=self.config.level_upsampling)
+        return upsampled
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bone = nn.functional.log_softmax(self.bone(x), dim=1)
-        level = nn.functional.interpolate(self.level_logits(x), scale_factor=LEVEL_SCALE,
-                                          mode=self.config.level_upsampling)
-        level = nn.functional.log_softmax(level, dim=1)
+        level = nn.functional.log_softmax(self.upsampled_level_logits(x), dim=1)
         return torch.cat([bone[:, :1], bone[:, 1:] + level], dim=1)
+
+
+def _shift(x: torch.Tensor, forward: bool) -> torch.Tensor:
+    """``x[..., i + 1, j + 1, k + 1]`` at ``[i, j, k]`` (``forward``) or ``x[..., i - 1, j - 1,
+    k - 1]`` (backward), the edge voxel repeated where the index leaves the volume."""
+    for dim in (2, 3, 4):
+        n = x.shape[dim]
+        if forward:
+            x = torch.cat([x.narrow(dim, 1, n - 1), x.narrow(dim, n - 1, 1)], dim=dim)
+        else:
+            x = torch.cat([x.narrow(dim, 0, 1), x.narrow(dim, 0, n - 1)], dim=dim)
+    return x
 
 
 class PlainUNet(nn.Module):

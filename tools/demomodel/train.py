@@ -33,6 +33,7 @@ import torch
 from demomodel import data, evaluate, export, role_eval
 from demomodel.loss import DiceCELoss, level_loss, level_targets
 from demomodel.network import (
+    LEVEL_PHASES,
     LEVEL_SCALE,
     LevelUpsampling,
     ModelConfig,
@@ -83,6 +84,8 @@ class TrainConfig:
     level_top_k: float = 100.0
     #: How the exported graph upsamples the level logits (training scores whole blocks).
     level_upsampling: LevelUpsampling = "trilinear"
+    #: Grid phases the exported graph averages the level logits over (training uses one).
+    level_phases: int = 2
     seed: int = 12345
     threads: int = 2
     bf16: bool = True
@@ -90,7 +93,7 @@ class TrainConfig:
     @property
     def model(self) -> ModelConfig:
         return ModelConfig(self.patch_size_zyx, self.bone_features, self.level_features,
-                           len(data.CHANNELS) - 1, self.level_upsampling)
+                           len(data.CHANNELS) - 1, self.level_upsampling, self.level_phases)
 
 
 def poly_lr(initial: float, progress: float, exponent: float = 0.9) -> float:
@@ -209,8 +212,10 @@ def train(config: TrainConfig, cache: Path, resume: dict[str, Any] | None = None
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     started = time.monotonic()
+    # A run of no iterations (a new graph of resumed weights) samples no patch.
+    trains = config.levels.iterations > 0 or config.bone.iterations > 0
     cases = data.cached_cases(range(*config.train_seeds), config.spacing_zyx, cache / "phantoms",
-                              grid=config.phantom_grid)
+                              grid=config.phantom_grid) if trains else []
     log.info("%d training phantoms ready in %.0f s", len(cases), time.monotonic() - started)
     sampler = data.PatchSampler(cases, data.NORMALIZATION, config.patch_size_zyx, rng,
                                 augmentation=config.augmentation)
@@ -392,6 +397,10 @@ def _parse(argv: Sequence[str] | None) -> Run:
                         default=default.level_upsampling,
                         help="how the exported graph brings the level logits to full "
                         "resolution (versions 1-5: nearest; default: %(default)s)")
+    parser.add_argument("--level-phases", type=int, choices=LEVEL_PHASES,
+                        default=default.level_phases,
+                        help="phases of the half-resolution grid the exported graph averages "
+                        "the level logits over (versions 1-7: 1; default: %(default)s)")
     parser.add_argument("--bone-features", type=_features, default=default.bone_features,
                         help="features per stage of the bone U-Net, e.g. 16,32,48,64,96; a "
                         "--resume checkpoint with fewer is widened (default: %(default)s)")
@@ -437,7 +446,7 @@ def _parse(argv: Sequence[str] | None) -> Run:
                    args.bone_minutes * 60),
         phantom_grid=args.phantom_grid or default.phantom_grid, bone_top_k=args.bone_top_k,
         level_top_k=args.level_top_k, level_upsampling=args.level_upsampling,
-        seed=args.seed, threads=args.threads, bf16=not args.no_bf16)
+        level_phases=args.level_phases, seed=args.seed, threads=args.threads, bf16=not args.no_bf16)
     return Run(config, args.cache, args.out, args.resume, args.version)
 
 

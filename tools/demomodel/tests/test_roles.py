@@ -177,6 +177,11 @@ def test_the_role_option_selects_a_role_and_leaves_the_vertebra_defaults() -> No
     nearest = train._parse(["--out", "x", "--level-upsampling", "nearest"]).config
     assert isinstance(nearest, train.TrainConfig) and nearest.model.level_upsampling == "nearest"
     assert vertebrae.model.level_upsampling == "trilinear"  # version 6 on
+    one = train._parse(["--out", "x", "--level-phases", "1"]).config
+    assert isinstance(one, train.TrainConfig) and one.model.level_phases == 1
+    assert vertebrae.model.level_phases == 2  # version 8 on
+    with pytest.raises(SystemExit):
+        train._parse(["--out", "x", "--level-phases", "3"])
 
 
 def test_lesion_scores_count_detection_typing_and_false_positives() -> None:

@@ -69,6 +69,37 @@ def test_two_scale_unet_outputs_log_probabilities_of_bone_times_level(
     torch.testing.assert_close(probs[:, 1:, 3, 5, 7], expected)
 
 
+def test_two_phase_level_logits_average_the_grid_and_the_grid_shifted_by_one_voxel() -> None:
+    torch.manual_seed(0)
+    model = TwoScaleUNet(ModelConfig(TINY_PATCH, (4, 8), (8, 16), 18, "trilinear", 2)).eval()
+    x = torch.randn(2, 1, *TINY_PATCH)
+    # The second phase sees voxel i + 1 at i along every axis, the last voxel repeated.
+    index = [np.minimum(np.arange(1, n + 1), n - 1) for n in TINY_PATCH]
+    shifted = x[:, :, index[0]][:, :, :, index[1]][:, :, :, :, index[2]]
+    with torch.no_grad():
+        out = model(x)
+        bone = torch.softmax(model.bone(x), dim=1)
+        first, second = model.level_logits(x), model.level_logits(shifted)
+    # Voxel (3, 5, 7): odd voxel 2j + 1 sits a quarter block from block j towards j + 1 on the
+    # grid; on the shifted grid it is voxel 2j, a quarter block from block j towards j - 1.
+    on_grid = torch.stack([
+        wz * wy * wx * first[:, :, z, y, x] for z, wz in ((1, 0.75), (2, 0.25))
+        for y, wy in ((2, 0.75), (3, 0.25)) for x, wx in ((3, 0.75), (4, 0.25))]).sum(dim=0)
+    on_shifted = torch.stack([
+        wz * wy * wx * second[:, :, z, y, x] for z, wz in ((1, 0.75), (0, 0.25))
+        for y, wy in ((2, 0.75), (1, 0.25)) for x, wx in ((3, 0.75), (2, 0.25))]).sum(dim=0)
+    expected = bone[:, 1, 3, 5, 7, None] * torch.softmax((on_grid + on_shifted) / 2, dim=1)
+    torch.testing.assert_close(torch.exp(out)[:, 1:, 3, 5, 7], expected)
+    torch.testing.assert_close(torch.exp(out)[:, 0], bone[:, 0])
+    # One phase is the plain upsampled graph of versions 6 and 7, with the same weights.
+    single = TwoScaleUNet(ModelConfig(TINY_PATCH, (4, 8), (8, 16), 18, "trilinear", 1)).eval()
+    single.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(single(x), out)
+    with pytest.raises(ValueError, match="level_phases"):
+        ModelConfig(TINY_PATCH, (4, 8), (8, 16), 18, "trilinear", 3)
+
+
 def _perturbed(model: torch.nn.Module) -> torch.nn.Module:
     """``model`` away from its default initialisation (norms and biases count too)."""
     with torch.no_grad():
@@ -295,11 +326,11 @@ def test_training_resumes_from_a_committed_model_folder(tmp_path: Path, role: st
     normalization = {"lower": -1000.0, "upper": 1500.0, "mean": 0.0, "std": 500.0}
     checkpoint: dict[str, object]
     if role == "vertebrae":
-        model: torch.nn.Module = _perturbed(TwoScaleUNet(ModelConfig(TINY_PATCH, (4, 8),
-                                                                     (8, 12), 18)))
+        model: torch.nn.Module = _perturbed(TwoScaleUNet(ModelConfig(
+            TINY_PATCH, (4, 8), (8, 12), 18, "trilinear", 2)))
         checkpoint = {"model": {"patch_size_zyx": list(TINY_PATCH), "bone_features": [4, 8],
                                 "level_features": [8, 12], "num_levels": 18,
-                                "level_upsampling": "trilinear"}}
+                                "level_upsampling": "trilinear", "level_phases": 2}}
     else:
         model = _perturbed(PlainUNet(NetworkConfig(TINY_PATCH, (4, 8, 12), 4)))
         checkpoint = {"model": {"patch_size_zyx": list(TINY_PATCH), "features": [4, 8, 12],
@@ -342,13 +373,61 @@ def test_a_model_folder_without_level_upsampling_is_rebuilt_as_versions_1_to_5_w
         path = tmp_path / upsampling / "vertebrae" / "model.json"
         description = json.loads(path.read_text())
         assert description["level_upsampling"] == upsampling
-        del description["level_upsampling"]  # as versions 1-5 wrote it
+        assert description["level_phases"] == 1
+        del description["level_upsampling"], description["level_phases"]  # as 1-5 wrote it
         path.write_text(json.dumps(description))
     rebuilt = export.checkpoint_of(tmp_path / "nearest" / "vertebrae")
     assert rebuilt["model"]["level_upsampling"] == "nearest"
+    assert rebuilt["model"]["level_phases"] == 1
     # A trilinear graph rebuilt as nearest no longer reproduces its ONNX, and is refused.
     with pytest.raises(RuntimeError, match="differs from torch"):
         export.checkpoint_of(tmp_path / "trilinear" / "vertebrae")
+
+
+def test_a_model_folder_without_level_phases_is_rebuilt_with_one_as_versions_1_to_7_were(
+        tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    raw = {"patch_size_zyx": list(TINY_PATCH), "bone_features": [4, 8], "level_features": [8, 12],
+           "num_levels": 18, "level_upsampling": "trilinear"}
+    checkpoint = {"state_dict": _perturbed(TwoScaleUNet(ModelConfig(TINY_PATCH, (4, 8), (8, 12),
+                                                                    18))).state_dict(),
+                  "spacing_zyx": [2.0, 2.0, 2.0], "training": {"iterations": 7},
+                  "normalization": {"lower": -1000.0, "upper": 1500.0, "mean": 0.0,
+                                    "std": 500.0}}
+    for phases in (1, 2):
+        export.export({**checkpoint, "model": {**raw, "level_phases": phases}},
+                      tmp_path / str(phases) / "vertebrae")
+        path = tmp_path / str(phases) / "vertebrae" / "model.json"
+        description = json.loads(path.read_text())
+        assert description["level_phases"] == phases
+        assert ("averaged over 2 grid phases" in description["architecture"]) == (phases == 2)
+        del description["level_phases"]  # as versions 6 and 7 wrote it
+        path.write_text(json.dumps(description))
+    assert export.checkpoint_of(tmp_path / "1" / "vertebrae")["model"]["level_phases"] == 1
+    # A two-phase graph rebuilt with one phase no longer reproduces its ONNX, and is refused.
+    with pytest.raises(RuntimeError, match="differs from torch"):
+        export.checkpoint_of(tmp_path / "2" / "vertebrae")
+
+
+def test_a_run_of_no_iterations_gives_resumed_weights_a_new_graph_without_training_phantoms(
+        tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    weights = _perturbed(TwoScaleUNet(ModelConfig(TINY_PATCH, (4, 8), (8, 12), 18))).state_dict()
+    resume = {"model": {"patch_size_zyx": list(TINY_PATCH), "bone_features": [4, 8],
+                        "level_features": [8, 12], "num_levels": 18,
+                        "level_upsampling": "trilinear", "level_phases": 1},
+              "state_dict": weights, "training": {"iterations": 7}}
+    config = train.TrainConfig(patch_size_zyx=TINY_PATCH, bone_features=(4, 8),
+                               level_features=(8, 12), levels=train.Phase(0, 4, 1e-3, 60),
+                               bone=train.Phase(0, 2, 1e-3, 60),
+                               validation_seeds=(data.VALIDATION_SEEDS.start,) * 2)
+    checkpoint = train.train(config, tmp_path, resume)
+    assert not (tmp_path / "phantoms").exists()
+    assert checkpoint["model"]["level_phases"] == 2
+    assert checkpoint["training"]["iterations"] == 0
+    assert checkpoint["training"]["resumed_from"] == {"iterations": 7}
+    for name, value in weights.items():
+        torch.testing.assert_close(checkpoint["state_dict"][name], value)
 
 
 def test_a_vertebra_checkpoint_records_the_mirror_axes_it_was_trained_with(tmp_path: Path
