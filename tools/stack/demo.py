@@ -93,7 +93,7 @@ def print_table(sr_path: Path, seg_path: Path, volume: Volume,
         print(f"\n{'segment':<30} {'volume (mL)':>12} {'Dice vs truth':>14}")
     for group in others:
         volume_ml = group.values.get("Volume", (float("nan"), ""))[0]
-        print(f"{group.tracking_identifier:<30} {volume_ml:>12.2f} "
+        print(f"{group.tracking_identifier:<30} {volume_ml:>12.3f} "
               f"{_score(masks, group.tracking_identifier, truth):>14}")
     print(f"\n{DISCLAIMER}")
 
