@@ -2,9 +2,9 @@
 
 :func:`synthetic_model` writes what ``nnUNetv2_train`` leaves behind (plans.json, dataset.json,
 ``fold_<f>/checkpoint_final.pth``) for a randomly initialised tiny network, so the importer can
-be tested on any plans variant without training. :mod:`nnunet_tools.reference` runs nnunetv2's
-own ``nnUNetPredictor`` on an array, the reference every equivalence test compares with. Tests get
-them through the fixtures at the end.
+be tested on any plans variant without training (nnU-Net's own inference, the reference the
+equivalence tests compare with, is :mod:`nnunet_tools.reference`). Tests get them through the
+fixtures at the end.
 """
 
 from __future__ import annotations
@@ -15,14 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pytest
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-
-from nnunet_tools.reference import axial_volume, nnunet_prediction, nnunet_predictor
-from spinemets.geometry import Volume
 
 LABELS = {"background": 0, "vertebra_L1": 1, "vertebra_L2": 2, "vertebra_L3": 3}
 INTENSITIES = {"max": 1400.0, "mean": 420.0, "median": 380.0, "min": -90.0,
@@ -109,19 +105,3 @@ def make_plans() -> Callable[..., dict[str, Any]]:
 def make_model() -> Callable[..., Path]:
     """``make_model(root, plan, labels, folds, mirror_axes)``: see :func:`synthetic_model`."""
     return synthetic_model
-
-
-@pytest.fixture(scope="session")
-def reference() -> Callable[..., Callable[..., npt.NDArray[np.int64]]]:
-    """``reference(folder, folds, mirroring)(image, spacing_zyx)``: nnU-Net's label map."""
-    def make(folder: Path, folds: Sequence[str], mirroring: bool
-             ) -> Callable[..., npt.NDArray[np.int64]]:
-        predictor = nnunet_predictor(folder, folds, mirroring)
-        return lambda image, spacing: nnunet_prediction(predictor, image, spacing)
-    return make
-
-
-@pytest.fixture(scope="session")
-def axial() -> Callable[..., Volume]:
-    """``axial(image, spacing_zyx)``: see :func:`axial_volume`."""
-    return axial_volume

@@ -10,9 +10,8 @@ are segmented with and without mirroring, as nnU-Net would with the same setting
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -20,6 +19,7 @@ import pytest
 from nnunet_tools import fixture, source
 from nnunet_tools.importer import ImportOptions, import_model
 from nnunet_tools.label_mapping import LabelMapping
+from nnunet_tools.reference import axial_volume, nnunet_prediction, nnunet_predictor
 from phantom.generator import generate
 from phantom.options import PhantomOptions
 from segmenter.inference import segment
@@ -28,7 +28,6 @@ from segmenter.spec import ModelSpec
 from segmenter.triton_client import TritonModel
 from spinemets import labels
 from spinemets.errors import ConfigError
-from spinemets.geometry import Volume
 from spinemets.ports import free_port
 from stack.triton import TritonInstall, TritonProcess, TritonSettings
 
@@ -73,18 +72,18 @@ def served(repository: Path) -> Iterator[tuple[TritonModel, ModelSpec]]:
 @pytest.mark.parametrize(("seed", "spacing", "matrix", "mirroring"), CASES)
 def test_segmenter_through_triton_equals_nnunet(
         served: tuple[TritonModel, ModelSpec], trained: Path, seed: int,
-        spacing: tuple[float, float, float], matrix: int, mirroring: bool,
-        reference: Callable[..., Any], axial: Callable[..., Volume]) -> None:
+        spacing: tuple[float, float, float], matrix: int, mirroring: bool) -> None:
     model, spec = served
     phantom = generate(PhantomOptions(seed=seed, levels=("L1", "L3"), spacing=spacing,
                                       matrix=matrix))
     reorientation = Reorientation.of(phantom.ct.geometry)
     image = np.ascontiguousarray(reorientation.to_canonical(phantom.ct.array))
-    ours = segment(axial(image, reorientation.spacing_zyx), spec, model.predict,
+    ours = segment(axial_volume(image, reorientation.spacing_zyx), spec, model.predict,
                    mirror=mirroring, workers=2, postprocess_labels=False).array
     folds = [str(f) for f in range(fixture.FIXTURE["folds"])]
     theirs = np.asarray(spec.channel_values)[
-        reference(trained, folds, mirroring)(image, reorientation.spacing_zyx)]
+        nnunet_prediction(nnunet_predictor(trained, folds, mirroring), image,
+                          reorientation.spacing_zyx)]
     agreement = float(np.mean(ours == theirs))
     foreground = (ours > 0) | (theirs > 0)
     print(f"seed {seed}, spacing {spacing}, mirroring {mirroring}: {agreement:.5%} of "

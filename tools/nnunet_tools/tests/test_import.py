@@ -25,11 +25,11 @@ from nnunet_tools import source
 from nnunet_tools.__main__ import import_main
 from nnunet_tools.importer import ImportOptions, import_model
 from nnunet_tools.label_mapping import LabelMapping
+from nnunet_tools.reference import axial_volume, nnunet_prediction, nnunet_predictor
 from segmenter.inference import segment
 from segmenter.spec import ModelSpec, NnUNetResampling
 from spinemets import labels
 from spinemets.errors import ModelError
-from spinemets.geometry import Volume
 
 #: Canonical (z, y, x) spacing and patch of the synthetic models.
 SPACING = (3.0, 2.0, 2.0)
@@ -96,9 +96,7 @@ def test_import_writes_a_triton_model_directory(model_folder: Path, tmp_path: Pa
     assert graph.input[0].type.tensor_type.shape.dim[0].dim_param == "N"
 
 
-def test_the_segmenter_agrees_with_nnunet(model_folder: Path, tmp_path: Path,
-                                          reference: Callable[..., Any],
-                                          axial: Callable[..., Volume]) -> None:
+def test_the_segmenter_agrees_with_nnunet(model_folder: Path, tmp_path: Path) -> None:
     """Transposed plans, both folds, mirroring on and off, an isotropic and an anisotropic CT."""
     out = tmp_path / "vertebrae"
     spec = import_model(source.load(model_folder), out, ImportOptions(mapping=LabelMapping()))
@@ -112,8 +110,9 @@ def test_the_segmenter_agrees_with_nnunet(model_folder: Path, tmp_path: Path,
     for spacing, shape, mirroring in [((2.0, 1.5, 1.5), (54, 48, 48), False),
                                       ((3.5, 1.0, 1.0), (30, 64, 60), True)]:
         image = phantom_ct(spacing, shape)
-        theirs = values[reference(model_folder, ["0", "1"], mirroring)(image, spacing)]
-        ours = segment(axial(image, spacing), spec, predict, mirror=mirroring,
+        predictor = nnunet_predictor(model_folder, ["0", "1"], mirroring)
+        theirs = values[nnunet_prediction(predictor, image, spacing)]
+        ours = segment(axial_volume(image, spacing), spec, predict, mirror=mirroring,
                        postprocess_labels=False).array
         assert np.mean(ours == theirs) >= 0.999, (spacing, mirroring)
         assert len(np.unique(theirs)) >= 3  # not a blank map
